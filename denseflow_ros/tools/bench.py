@@ -21,8 +21,8 @@ SECTIONS: dict[str, str] = {
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the benchmark selection arguments."""
     parser.add_argument(
-        "sections", nargs="*", choices=[*SECTIONS, []], default=list(SECTIONS),
-        help="which benchmarks to run (default: all)",
+        "sections", nargs="*", metavar="SECTION",
+        help=f"benchmarks to run, of {', '.join(SECTIONS)} (default: all)",
     )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
 
@@ -33,6 +33,10 @@ def main(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    unknown = sorted(set(args.sections) - set(SECTIONS))
+    if unknown:
+        print(f"denseflow bench: unknown section(s) {unknown}; choose from {list(SECTIONS)}")
+        return 2
     for name in args.sections or SECTIONS:
         print(f"== {name}", flush=True)
         importlib.import_module(SECTIONS[name]).run(lambda line: print(line, flush=True))
