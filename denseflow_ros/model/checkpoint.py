@@ -1,0 +1,200 @@
+# Copyright 2026 The denseflow_ros Authors
+# SPDX-License-Identifier: Apache-2.0
+"""Checkpoints: the package's format, and the authors' released ``BEV_corr`` state_dicts.
+
+Package format: one ``torch.save`` file holding
+``{"format": "denseflow_ros/1", "config": ModelConfig dict, "state_dict": ..., "metadata": ...}``,
+read with ``weights_only=True``.
+
+The authors' files are plain state_dicts of their ``BEV_corr`` module (sometimes with a
+``module.`` prefix). Their keys map onto ours by prefix only; everything below the prefix
+(``conv1``, ``layer3.0.downsample.1.running_var``, ``encoder.convc1.weight``,
+``gru.convz1.bias``, ``flow_conf.conv4.weight``, ``mask.2.weight`` ...) is unchanged:
+
+==================================  ==========================
+authors' prefix                     package prefix
+==================================  ==========================
+``GrdFeatureNet.``                  ``ground_trunk.``
+``SatFeatureNet.``                  ``satellite_trunk.``
+``op_flow.fnet1.``                  ``feature_encoder.``
+``op_flow.cnet1.``                  ``context_encoder.``
+``op_flow.update_block.``           ``update.``
+==================================  ==========================
+
+Dropped: ``damping`` (never used) and ``GrdFeatureNet.resnet18.*`` /
+``SatFeatureNet.resnet18.*`` (the whole torchvision ResNet-18 the trunks were cut from: its
+conv1/bn1/layer1/layer2 duplicate the trunk's own keys, its layer3/layer4/fc are unused).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from denseflow_ros.model.config import PRESETS, ModelConfig, get_preset
+from denseflow_ros.model.network import DenseFlow
+
+FORMAT = "denseflow_ros/1"
+
+AUTHORS_PREFIXES: tuple[tuple[str, str], ...] = (
+    ("GrdFeatureNet.", "ground_trunk."),
+    ("SatFeatureNet.", "satellite_trunk."),
+    ("op_flow.fnet1.", "feature_encoder."),
+    ("op_flow.cnet1.", "context_encoder."),
+    ("op_flow.update_block.", "update."),
+)
+AUTHORS_DROPPED_PREFIXES: tuple[str, ...] = (
+    "GrdFeatureNet.resnet18.",
+    "SatFeatureNet.resnet18.",
+    "damping",
+)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read or does not fit the requested network."""
+
+
+def save_checkpoint(net: DenseFlow, path: str | os.PathLike[str], **metadata: Any) -> None:
+    """Write ``net``'s config and weights to ``path`` in the package format."""
+    state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+    payload = {
+        "format": FORMAT,
+        "config": net.config.to_dict(),
+        "state_dict": state,
+        "metadata": dict(metadata),
+    }
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> Mapping[str, Any]:
+    """Read a checkpoint file safely (``weights_only=True``) and return what it holds."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for truncated or foreign files
+        raise CheckpointError(
+            f"checkpoint {path} could not be read as a torch file ({type(exc).__name__})"
+        ) from None
+    if not isinstance(data, Mapping):
+        raise CheckpointError(f"checkpoint {path} holds a {type(data).__name__}, not a dict")
+    return data
+
+
+def is_authors_state_dict(state: Mapping[str, Any]) -> bool:
+    """Return whether ``state`` looks like the authors' ``BEV_corr`` state_dict."""
+    return any(
+        k.removeprefix("module.").startswith(("GrdFeatureNet.", "op_flow.")) for k in state
+    )
+
+
+def convert_authors_state_dict(
+    state: Mapping[str, torch.Tensor], config: ModelConfig
+) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Map the authors' state_dict onto a ``DenseFlow(config)`` state_dict.
+
+    Returns the converted state_dict and the sorted list of the authors' keys that were
+    dropped. Raises :class:`CheckpointError` when a needed key is missing or a shape differs.
+    """
+    converted: dict[str, torch.Tensor] = {}
+    dropped: list[str] = []
+    for key, value in state.items():
+        name = key.removeprefix("module.")
+        if name.startswith(AUTHORS_DROPPED_PREFIXES):
+            dropped.append(key)
+            continue
+        for theirs, ours in AUTHORS_PREFIXES:
+            if name.startswith(theirs):
+                converted[ours + name[len(theirs):]] = value
+                break
+        else:
+            dropped.append(key)
+    expected = DenseFlow(config).state_dict()
+    check_state_dict(converted, expected, config.name)
+    return converted, sorted(dropped)
+
+
+def check_state_dict(
+    state: Mapping[str, Any], expected: Mapping[str, torch.Tensor], preset: str
+) -> None:
+    """Raise :class:`CheckpointError` unless ``state`` has exactly ``expected``'s keys/shapes."""
+    missing = sorted(set(expected) - set(state))
+    if missing:
+        raise CheckpointError(
+            f"checkpoint does not fit preset {preset!r}: {len(missing)} parameters are missing "
+            f"(first: {missing[0]})"
+        )
+    unexpected = sorted(set(state) - set(expected))
+    if unexpected:
+        raise CheckpointError(
+            f"checkpoint does not fit preset {preset!r}: {len(unexpected)} unexpected "
+            f"parameters (first: {unexpected[0]})"
+        )
+    for key, ref in expected.items():
+        value = state[key]
+        if not isinstance(value, torch.Tensor) or tuple(value.shape) != tuple(ref.shape):
+            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise CheckpointError(
+                f"checkpoint does not fit preset {preset!r}: {key} has shape {shape}, "
+                f"expected {tuple(ref.shape)}"
+            )
+
+
+def _config_for(data: Mapping[str, Any], preset: str | None, path: Path) -> ModelConfig:
+    try:
+        config = ModelConfig.from_dict(dict(data["config"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {path} has an unusable config ({exc})") from None
+    if preset is not None and preset != config.name:
+        raise CheckpointError(
+            f"checkpoint {path} holds a {config.name!r} network, not the requested {preset!r}"
+        )
+    return config
+
+
+def load_state(
+    path: str | os.PathLike[str], preset: str | None = None
+) -> tuple[ModelConfig, dict[str, torch.Tensor], list[str]]:
+    """Read either checkpoint format -> (config, package state_dict, dropped authors' keys)."""
+    path = Path(path)
+    data = read_checkpoint(path)
+    if data.get("format") == FORMAT:
+        config = _config_for(data, preset, path)
+        state = data.get("state_dict")
+        if not isinstance(state, Mapping):
+            raise CheckpointError(f"checkpoint {path} has no state_dict")
+        check_state_dict(state, DenseFlow(config).state_dict(), config.name)
+        return config, dict(state), []
+    if "format" in data and isinstance(data["format"], str):
+        raise CheckpointError(f"checkpoint {path} has unknown format {data['format']!r}")
+    if not is_authors_state_dict(data):
+        raise CheckpointError(
+            f"checkpoint {path} is neither a denseflow_ros checkpoint nor the authors' "
+            "BEV_corr state_dict"
+        )
+    if preset is None:
+        raise CheckpointError(
+            f"checkpoint {path} is the authors' format, which does not record its dataset: "
+            f"pass a preset ({', '.join(sorted(PRESETS))})"
+        )
+    config = get_preset(preset)
+    state, dropped = convert_authors_state_dict(data, config)
+    return config, state, dropped
+
+
+def load_model(
+    path: str | os.PathLike[str], preset: str | None = None, device: str | torch.device = "cpu"
+) -> DenseFlow:
+    """Load a network from either checkpoint format, in eval mode on ``device``."""
+    config, state, _ = load_state(path, preset)
+    net = DenseFlow(config)
+    net.load_state_dict(state)
+    return net.to(device).eval()

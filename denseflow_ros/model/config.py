@@ -1,0 +1,184 @@
+# Copyright 2026 The denseflow_ros Authors
+# SPDX-License-Identifier: Apache-2.0
+"""Network presets: the paper's four datasets and a small CPU preset.
+
+Every size, width and piece of geometry the network needs lives in :class:`ModelConfig`, so a
+checkpoint carries its own architecture (``dataclasses.asdict`` round-trips through
+``ModelConfig.from_dict``).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+# KITTI's satellite maps: Google zoom 18 fetched at scale 2, at the dataset's reference latitude.
+KITTI_MPP = 156543.03392 * math.cos(math.radians(49.015)) / 2**18 / 2
+
+
+@dataclass
+class ModelConfig:
+    """Architecture, input sizes and geometry of one DenseFlow network.
+
+    ``native_turns`` is how many quarter turns (counter-clockwise as displayed) take the
+    package's crop convention (prior heading along +u) to the layout the preset's weights were
+    trained on (KITTI: heading along +u, 0 turns; Ford, VIGOR, Oxford: heading up, 1 turn).
+    The network runs in that native layout and its outputs are turned back, so callers only
+    ever see the package's convention.
+    """
+
+    name: str
+    ground_size: tuple[int, int]
+    satellite_size: int
+    satellite_mpp: float
+    camera_height_m: float
+    iterations: int
+    projection: str = "pinhole"
+    native_turns: int = 0
+    # BEV grid cell that holds the camera: A // 2 (KITTI, Ford, Oxford) or A / 2 - 0.5 (VIGOR).
+    bev_centre_half_cell: bool = False
+    trunk_widths: tuple[int, int, int, int] = (64, 64, 128, 256)
+    refine_dim: int = 256
+    refine_stages: int = 3
+    feature_dim: int = 256
+    hidden_dim: int = 128
+    context_dim: int = 128
+    context_norm: str = "instance"
+    corr_levels: int = 4
+    corr_radius: int = 4
+    motion_corr_dims: tuple[int, int] = (256, 192)
+    motion_flow_dims: tuple[int, int] = (128, 64)
+    motion_dim: int = 128
+    head_dim: int = 256
+    confidence_dim: int = 64
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def stride(self) -> int:
+        """Return the trunks' output stride (the convex upsampling factor)."""
+        return 8
+
+    @property
+    def feature_size(self) -> int:
+        """Return the side of the satellite (and BEV) feature grid."""
+        return self.satellite_size // self.stride
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a plain, checkpoint-safe dict of this config."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Build a config from :meth:`to_dict` output, rejecting unknown fields."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown model config fields: {', '.join(unknown)}")
+        values = dict(data)
+        for key in ("ground_size", "trunk_widths", "motion_corr_dims", "motion_flow_dims"):
+            if key in values:
+                values[key] = tuple(values[key])
+        return cls(**values)
+
+    def validate(self) -> None:
+        """Raise ValueError if the sizes or options cannot build a network."""
+        if self.projection not in ("pinhole", "panorama"):
+            raise ValueError(f"projection must be pinhole or panorama, not {self.projection!r}")
+        if self.context_norm not in ("instance", "batch"):
+            raise ValueError(f"context_norm must be instance or batch, not {self.context_norm!r}")
+        if self.satellite_size % self.stride or self.satellite_size <= 0:
+            raise ValueError(f"satellite_size must be a positive multiple of {self.stride}")
+        if any(s % self.stride for s in self.ground_size):
+            raise ValueError(f"ground_size must be multiples of {self.stride}")
+        if self.feature_size % 2 ** (self.corr_levels - 1):
+            raise ValueError("the feature grid must halve evenly for every correlation level")
+        if self.native_turns not in (0, 1):
+            raise ValueError("native_turns must be 0 or 1")
+        if self.iterations < 1:
+            raise ValueError("iterations must be at least 1")
+
+
+PRESETS: dict[str, ModelConfig] = {
+    # The paper's KITTI network: ground 256x1024, satellite 512 at ~0.196 m/px.
+    "kitti": ModelConfig(
+        name="kitti",
+        ground_size=(256, 1024),
+        satellite_size=512,
+        satellite_mpp=KITTI_MPP,
+        camera_height_m=1.65,
+        iterations=12,
+    ),
+    # Ford multi-AV: 0.22 m/px; the ground plane is 1 m below the body origin and the camera
+    # sits where the camera->body extrinsic puts it (see DenseFlow.forward).
+    "ford": ModelConfig(
+        name="ford",
+        ground_size=(256, 1024),
+        satellite_size=512,
+        satellite_mpp=0.22,
+        camera_height_m=1.0,
+        iterations=12,
+        native_turns=1,
+    ),
+    # VIGOR: 320x640 equirectangular panoramas, camera 2 m above ground, mpp per city
+    # (this default is Chicago's; pass satellite_mpp per sample).
+    "vigor": ModelConfig(
+        name="vigor",
+        ground_size=(320, 640),
+        satellite_size=512,
+        satellite_mpp=0.111262 * 640 / 512,
+        camera_height_m=2.0,
+        iterations=12,
+        projection="panorama",
+        native_turns=1,
+        bev_centre_half_cell=True,
+    ),
+    # Oxford RobotCar: 800x1200 ground frames, 0.1444 m/px at 512 px; the context encoder uses
+    # batch normalisation in the authors' Oxford network.
+    "oxford": ModelConfig(
+        name="oxford",
+        ground_size=(800, 1200),
+        satellite_size=512,
+        satellite_mpp=0.0924 * 800 / 512,
+        camera_height_m=1.65,
+        iterations=12,
+        native_turns=1,
+        context_norm="batch",
+    ),
+    # A narrow network for CPU-only robots and quick training: same coverage as KITTI
+    # (~102 m square) at half the resolution, a third of the widths, one refinement stage,
+    # a 3-level radius-3 correlation pyramid and 6 iterations.
+    "lite": ModelConfig(
+        name="lite",
+        ground_size=(128, 512),
+        satellite_size=256,
+        satellite_mpp=0.4,
+        camera_height_m=1.65,
+        iterations=6,
+        trunk_widths=(32, 32, 64, 96),
+        refine_dim=96,
+        refine_stages=1,
+        feature_dim=96,
+        hidden_dim=64,
+        context_dim=64,
+        corr_levels=3,
+        corr_radius=3,
+        motion_corr_dims=(96, 64),
+        motion_flow_dims=(32, 32),
+        motion_dim=64,
+        head_dim=96,
+        confidence_dim=32,
+    ),
+}
+
+
+def get_preset(name: str) -> ModelConfig:
+    """Return a fresh copy of the named preset's config."""
+    try:
+        return copy.deepcopy(PRESETS[name])
+    except KeyError:
+        raise ValueError(
+            f"unknown model preset {name!r}; choose one of {', '.join(sorted(PRESETS))}"
+        ) from None

@@ -1,0 +1,187 @@
+# Copyright 2026 The denseflow_ros Authors
+# SPDX-License-Identifier: Apache-2.0
+"""The RAFT-style flow decoder: correlation pyramid, motion encoder, ConvGRU and heads.
+
+Numerics follow the authors' decoder: the all-pairs correlation is divided by sqrt(C), the
+pyramid averages by 2, lookups sample a (2r+1)^2 window with ``grid_sample``
+(``align_corners=True``, zero padding) in the same channel order, and the convex upsampling
+mask is scaled by 0.25.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class CorrPyramid:
+    """All-pairs correlation between two feature maps and its average-pooled pyramid."""
+
+    def __init__(self, fmap1: torch.Tensor, fmap2: torch.Tensor, levels: int, radius: int) -> None:
+        b, c, h, w = fmap1.shape
+        corr = torch.bmm(fmap1.reshape(b, c, h * w).transpose(1, 2), fmap2.reshape(b, c, h * w))
+        corr = corr.reshape(b * h * w, 1, h, w) / float(c) ** 0.5
+        self.pyramid = [corr]
+        for _ in range(levels - 1):
+            corr = F.avg_pool2d(corr, 2, stride=2)
+            self.pyramid.append(corr)
+        self.radius = radius
+        self.shape = (b, h, w)
+        d = torch.linspace(-radius, radius, 2 * radius + 1, device=fmap1.device)
+        # The window's first index offsets x and its second y (channel = i * (2r+1) + j),
+        # the layout the released decoder weights expect.
+        di, dj = torch.meshgrid(d, d, indexing="ij")
+        self.delta = torch.stack([di, dj], dim=-1).reshape(1, 2 * radius + 1, 2 * radius + 1, 2)
+
+    @property
+    def channels(self) -> int:
+        """Return the number of channels a lookup produces."""
+        return len(self.pyramid) * (2 * self.radius + 1) ** 2
+
+    def __call__(self, coords: torch.Tensor) -> torch.Tensor:
+        """Sample the pyramid around ``coords`` (B, 2, H, W) -> (B, channels, H, W)."""
+        b, h, w = self.shape
+        centre = coords.permute(0, 2, 3, 1).reshape(b * h * w, 1, 1, 2)
+        out = []
+        for i, corr in enumerate(self.pyramid):
+            hh, ww = corr.shape[-2:]
+            pts = centre / 2**i + self.delta
+            scale = torch.tensor([2.0 / (ww - 1), 2.0 / (hh - 1)], device=pts.device)
+            grid = pts * scale - 1.0
+            sampled = F.grid_sample(corr, grid, mode="bilinear", align_corners=True)
+            out.append(sampled.reshape(b, h, w, -1))
+        return torch.cat(out, dim=-1).permute(0, 3, 1, 2).contiguous()
+
+
+class MotionEncoder(nn.Module):
+    """Encode the correlation lookup and the current flow; the flow is appended at the end."""
+
+    def __init__(
+        self, corr_ch: int, corr_dims: tuple[int, int], flow_dims: tuple[int, int], out_ch: int
+    ) -> None:
+        super().__init__()
+        self.convc1 = nn.Conv2d(corr_ch, corr_dims[0], 1)
+        self.convc2 = nn.Conv2d(corr_dims[0], corr_dims[1], 3, padding=1)
+        self.convf1 = nn.Conv2d(2, flow_dims[0], 7, padding=3)
+        self.convf2 = nn.Conv2d(flow_dims[0], flow_dims[1], 3, padding=1)
+        self.conv = nn.Conv2d(corr_dims[1] + flow_dims[1], out_ch - 2, 3, padding=1)
+
+    def forward(self, flow: torch.Tensor, corr: torch.Tensor) -> torch.Tensor:
+        """Return (B, out_ch, H, W) motion features."""
+        cor = F.relu(self.convc2(F.relu(self.convc1(corr), inplace=True)), inplace=True)
+        flo = F.relu(self.convf2(F.relu(self.convf1(flow), inplace=True)), inplace=True)
+        out = F.relu(self.conv(torch.cat([cor, flo], dim=1)), inplace=True)
+        return torch.cat([out, flow], dim=1)
+
+
+class SepConvGRU(nn.Module):
+    """A ConvGRU run twice: with 1x5 kernels, then with 5x1 kernels."""
+
+    def __init__(self, hidden: int, inputs: int) -> None:
+        super().__init__()
+        ch = hidden + inputs
+        self.convz1 = nn.Conv2d(ch, hidden, (1, 5), padding=(0, 2))
+        self.convr1 = nn.Conv2d(ch, hidden, (1, 5), padding=(0, 2))
+        self.convq1 = nn.Conv2d(ch, hidden, (1, 5), padding=(0, 2))
+        self.convz2 = nn.Conv2d(ch, hidden, (5, 1), padding=(2, 0))
+        self.convr2 = nn.Conv2d(ch, hidden, (5, 1), padding=(2, 0))
+        self.convq2 = nn.Conv2d(ch, hidden, (5, 1), padding=(2, 0))
+
+    @staticmethod
+    def _step(
+        h: torch.Tensor, x: torch.Tensor, convz: nn.Conv2d, convr: nn.Conv2d, convq: nn.Conv2d
+    ) -> torch.Tensor:
+        hx = torch.cat([h, x], dim=1)
+        z = torch.sigmoid(convz(hx))
+        r = torch.sigmoid(convr(hx))
+        q = torch.tanh(convq(torch.cat([r * h, x], dim=1)))
+        return (1 - z) * h + z * q
+
+    def forward(self, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Return the updated hidden state."""
+        h = self._step(h, x, self.convz1, self.convr1, self.convq1)
+        return self._step(h, x, self.convz2, self.convr2, self.convq2)
+
+
+class FlowHead(nn.Module):
+    """3x3 conv, ReLU, 3x3 conv to a 2-channel flow update."""
+
+    def __init__(self, in_ch: int, hidden: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_ch, hidden, 3, padding=1)
+        self.conv2 = nn.Conv2d(hidden, 2, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the (B, 2, H, W) flow update."""
+        return self.conv2(F.relu(self.conv1(x), inplace=True))
+
+
+class ConfidenceHead(nn.Module):
+    """3x3 conv, ReLU, then 3x3, 3x3 and 1x1 convs without activations, then a sigmoid."""
+
+    def __init__(self, in_ch: int, hidden: int, mid: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_ch, hidden, 3, padding=1)
+        self.conv2 = nn.Conv2d(hidden, mid, 3, padding=1)
+        self.conv3 = nn.Conv2d(mid, 1, 3, padding=1)
+        self.conv4 = nn.Conv2d(1, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the (B, 1, H, W) confidence in (0, 1)."""
+        x = self.conv2(F.relu(self.conv1(x), inplace=True))
+        return torch.sigmoid(self.conv4(self.conv3(x)))
+
+
+class UpdateBlock(nn.Module):
+    """One decoder iteration's modules: motion encoder, GRU, flow, confidence and mask heads."""
+
+    def __init__(
+        self,
+        corr_ch: int,
+        hidden: int,
+        context: int,
+        corr_dims: tuple[int, int],
+        flow_dims: tuple[int, int],
+        motion: int,
+        head: int,
+        confidence_mid: int,
+        stride: int,
+    ) -> None:
+        super().__init__()
+        self.encoder = MotionEncoder(corr_ch, corr_dims, flow_dims, motion)
+        self.gru = SepConvGRU(hidden, context + motion)
+        self.flow_head = FlowHead(hidden, head)
+        self.flow_conf = ConfidenceHead(hidden, head, confidence_mid)
+        self.mask = nn.Sequential(
+            nn.Conv2d(hidden, head, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(head, stride * stride * 9, 1),
+        )
+
+    def forward(
+        self, net: torch.Tensor, inp: torch.Tensor, corr: torch.Tensor, flow: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return the new hidden state and the flow update."""
+        motion = self.encoder(flow, corr)
+        net = self.gru(net, torch.cat([inp, motion], dim=1))
+        return net, self.flow_head(net)
+
+    def upsample_mask(self, net: torch.Tensor) -> torch.Tensor:
+        """Return the convex-combination logits, scaled by 0.25 to balance gradients."""
+        return 0.25 * self.mask(net)
+
+
+def convex_upsample(flow: torch.Tensor, mask: torch.Tensor, factor: int) -> torch.Tensor:
+    """Upsample (B, 2, H, W) flow by ``factor`` as convex combinations of 3x3 neighbours."""
+    b, c, h, w = flow.shape
+    weights = torch.softmax(mask.reshape(b, 1, 9, factor, factor, h, w), dim=2)
+    neigh = F.unfold(factor * flow, [3, 3], padding=1).reshape(b, c, 9, 1, 1, h, w)
+    up = torch.sum(weights * neigh, dim=2)
+    return up.permute(0, 1, 4, 2, 5, 3).reshape(b, c, factor * h, factor * w)
+
+
+def upsample_confidence(conf: torch.Tensor, factor: int) -> torch.Tensor:
+    """Bilinearly upsample (B, 1, H, W) by ``factor`` with aligned corners."""
+    h, w = conf.shape[-2:]
+    return F.interpolate(conf, size=(factor * h, factor * w), mode="bilinear", align_corners=True)

@@ -1,0 +1,223 @@
+# Copyright 2026 The denseflow_ros Authors
+# SPDX-License-Identifier: Apache-2.0
+"""The DenseFlow network: trunks, BEV projection, refinement, flow decoding, pose.
+
+Submodules (and hence checkpoint keys) map one to one onto the authors' ``BEV_corr``:
+``ground_trunk`` <- ``GrdFeatureNet``, ``satellite_trunk`` <- ``SatFeatureNet``,
+``feature_encoder`` <- ``op_flow.fnet1``, ``context_encoder`` <- ``op_flow.cnet1``,
+``update`` <- ``op_flow.update_block`` (see :mod:`denseflow_ros.model.checkpoint`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from denseflow_ros.model.config import ModelConfig
+from denseflow_ros.model.decoder import (
+    CorrPyramid,
+    UpdateBlock,
+    convex_upsample,
+    upsample_confidence,
+)
+from denseflow_ros.model.pose import solve_pose
+from denseflow_ros.model.projection import (
+    from_native,
+    panorama_uv,
+    pinhole_uv,
+    sample_bev,
+    to_native,
+)
+from denseflow_ros.model.refine import RefineEncoder
+from denseflow_ros.model.trunk import Trunk
+
+
+@dataclass
+class DenseFlowOutput:
+    """One inference forward's result, in the package's crop layout.
+
+    flow (B, 2, S, S) BEV pixel -> satellite pixel displacement (du, dv); confidence
+    (B, 1, S, S) in (0, 1); mask (B, 1, S, S) bool, BEV pixels the ground camera sees;
+    shift_u_m, shift_v_m (B,) true camera position minus crop centre along +u / +v;
+    yaw_deg (B,) true minus prior heading, counter-clockwise positive; covariance (B, 3, 3)
+    of (shift_u_m [m], shift_v_m [m], yaw [rad]).
+    """
+
+    flow: torch.Tensor
+    confidence: torch.Tensor
+    mask: torch.Tensor
+    shift_u_m: torch.Tensor
+    shift_v_m: torch.Tensor
+    yaw_deg: torch.Tensor
+    covariance: torch.Tensor
+
+
+@dataclass
+class DenseFlowTrainingOutput:
+    """A training forward's result: every iteration's flow and confidence, for the loss.
+
+    flows / confidences: one (B, 2, S, S) / (B, 1, S, S) tensor per iteration, oldest first;
+    mask (B, 1, S, S) bool; the pose fields are the differentiable solve of the last
+    iteration, as in :class:`DenseFlowOutput`.
+    """
+
+    flows: list[torch.Tensor]
+    confidences: list[torch.Tensor]
+    mask: torch.Tensor
+    shift_u_m: torch.Tensor
+    shift_v_m: torch.Tensor
+    yaw_deg: torch.Tensor
+    covariance: torch.Tensor
+
+
+class DenseFlow(nn.Module):
+    """Cross-view localization network: ground image + satellite crop -> flow and pose."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        config.validate()
+        self.config = config
+        self.iterations = config.iterations
+        trunk_out = config.trunk_widths[-1]
+        self.ground_trunk = Trunk(config.trunk_widths)
+        self.satellite_trunk = Trunk(config.trunk_widths)
+        self.feature_encoder = RefineEncoder(
+            trunk_out, config.refine_dim, config.feature_dim, config.refine_stages, "instance"
+        )
+        self.context_encoder = RefineEncoder(
+            trunk_out,
+            config.refine_dim,
+            config.hidden_dim + config.context_dim,
+            config.refine_stages,
+            config.context_norm,
+        )
+        self.update = UpdateBlock(
+            corr_ch=config.corr_levels * (2 * config.corr_radius + 1) ** 2,
+            hidden=config.hidden_dim,
+            context=config.context_dim,
+            corr_dims=config.motion_corr_dims,
+            flow_dims=config.motion_flow_dims,
+            motion=config.motion_dim,
+            head=config.head_dim,
+            confidence_mid=config.confidence_dim,
+            stride=config.stride,
+        )
+
+    def bev(
+        self,
+        ground_features: torch.Tensor,
+        ground_size: tuple[int, int],
+        intrinsics: torch.Tensor,
+        grid: int,
+        mpp: float | torch.Tensor,
+        height_m: float | torch.Tensor,
+        camera_to_body: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Project ground features onto the native-layout BEV grid -> (features, mask)."""
+        cfg = self.config
+        cell_m = torch.as_tensor(mpp, dtype=torch.float32, device=ground_features.device)
+        cell_m = cell_m * (cfg.satellite_size / grid)
+        hf, wf = ground_features.shape[-2:]
+        if cfg.projection == "panorama":
+            uv = panorama_uv(grid, cell_m, height_m, hf, wf, ground_features.shape[0],
+                             ground_features.device)
+            return sample_bev(ground_features, uv)
+        # Intrinsics rescaled to the feature map by the size ratio, as the authors do.
+        k = intrinsics.to(torch.float32).clone()
+        k[:, 0, :] = k[:, 0, :] * (wf / ground_size[1])
+        k[:, 1, :] = k[:, 1, :] * (hf / ground_size[0])
+        uv, depth = pinhole_uv(
+            k, grid, cell_m, height_m, cfg.native_turns, camera_to_body, cfg.bev_centre_half_cell
+        )
+        return sample_bev(ground_features, uv, depth > 1e-6)
+
+    def forward(
+        self,
+        ground: torch.Tensor,
+        satellite: torch.Tensor,
+        intrinsics: torch.Tensor,
+        satellite_mpp: float | torch.Tensor | None = None,
+        camera_height_m: float | torch.Tensor | None = None,
+        camera_to_body: torch.Tensor | None = None,
+    ) -> DenseFlowOutput | DenseFlowTrainingOutput:
+        """Estimate flow and pose from ground (B,3,H,W) and satellite (B,3,S,S) RGB in [0, 1].
+
+        ``intrinsics`` (B, 3, 3) are for the ground tensor's size (unused by the panorama
+        projection); ``satellite_mpp`` (float or (B,)) and ``camera_height_m`` default to the
+        preset's; ``camera_to_body`` (B, 4, 4) optionally places the camera in the FRD body
+        frame (Ford), with ``camera_height_m`` then the ground's depth below the body origin.
+        In eval mode runs without gradients and returns :class:`DenseFlowOutput`; in training
+        mode returns :class:`DenseFlowTrainingOutput`.
+        """
+        cfg = self.config
+        mpp = cfg.satellite_mpp if satellite_mpp is None else satellite_mpp
+        height = cfg.camera_height_m if camera_height_m is None else camera_height_m
+        if ground.dim() != 4 or satellite.dim() != 4 or ground.shape[0] != satellite.shape[0]:
+            raise ValueError("ground and satellite must be (B, 3, H, W) with the same batch size")
+        size = satellite.shape[-1]
+        if satellite.shape[-2] != size or size % cfg.stride:
+            raise ValueError(f"satellite must be square with a side divisible by {cfg.stride}")
+        if self.training:
+            return self._forward(ground, satellite, intrinsics, mpp, height, camera_to_body)
+        with torch.no_grad():
+            return self._forward(ground, satellite, intrinsics, mpp, height, camera_to_body)
+
+    def _forward(
+        self,
+        ground: torch.Tensor,
+        satellite: torch.Tensor,
+        intrinsics: torch.Tensor,
+        mpp: float | torch.Tensor,
+        height: float | torch.Tensor,
+        camera_to_body: torch.Tensor | None,
+    ) -> DenseFlowOutput | DenseFlowTrainingOutput:
+        cfg = self.config
+        turns = cfg.native_turns
+        sat_feat = self.satellite_trunk(to_native(satellite, turns))
+        grd_feat = self.ground_trunk(ground)
+        grid = sat_feat.shape[-1]
+        bev, mask = self.bev(
+            grd_feat, tuple(ground.shape[-2:]), intrinsics, grid, mpp, height, camera_to_body
+        )
+        maskf = mask.to(bev.dtype)
+        fmaps = self.feature_encoder(torch.cat([bev, sat_feat], dim=0))
+        b = bev.shape[0]
+        corr = CorrPyramid(fmaps[:b], fmaps[b:], cfg.corr_levels, cfg.corr_radius)
+        ctx = self.context_encoder(bev)
+        net, inp = torch.split(ctx, [cfg.hidden_dim, cfg.context_dim], dim=1)
+        net, inp = torch.tanh(net), torch.relu(inp)
+        idx = torch.arange(grid, device=bev.device, dtype=bev.dtype)
+        gv, gu = torch.meshgrid(idx, idx, indexing="ij")
+        coords0 = torch.stack([gu, gv], dim=0).expand(b, 2, grid, grid)
+        coords1 = coords0.clone()
+        flows: list[torch.Tensor] = []
+        confs: list[torch.Tensor] = []
+        iterations = int(self.iterations)
+        for it in range(iterations):
+            coords1 = coords1.detach()
+            lookup = corr(coords1)
+            net, delta = self.update(net, inp, lookup, coords1 - coords0)
+            # Cells the camera does not see are pinned at coordinate 0, as in training.
+            coords1 = (coords1 + delta) * maskf
+            if self.training or it == iterations - 1:
+                conf = self.update.flow_conf(net) * maskf
+                up_mask = self.update.upsample_mask(net)
+                flows.append(convex_upsample(coords1 - coords0, up_mask, cfg.stride))
+                confs.append(upsample_confidence(conf, cfg.stride))
+        full_mask = F.interpolate(maskf, size=(size_of(flows[-1]),) * 2, mode="bilinear",
+                                  align_corners=True) > 0
+        flows = [from_native(f, turns, vector=True) for f in flows]
+        confs = [from_native(c, turns) for c in confs]
+        full_mask = from_native(full_mask.to(bev.dtype), turns) > 0.5
+        su, sv, yaw, cov = solve_pose(flows[-1], confs[-1], full_mask, mpp)
+        if self.training:
+            return DenseFlowTrainingOutput(flows, confs, full_mask, su, sv, yaw, cov)
+        return DenseFlowOutput(flows[-1], confs[-1], full_mask, su, sv, yaw, cov)
+
+
+def size_of(field: torch.Tensor) -> int:
+    """Return the side of a square (B, C, S, S) field."""
+    return int(field.shape[-1])
