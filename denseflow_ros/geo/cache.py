@@ -1,0 +1,433 @@
+# Copyright 2026 The denseflow_ros Authors
+# SPDX-License-Identifier: Apache-2.0
+"""Metric, heading-aligned satellite crops from a tile cache, with a bounded LRU of tiles.
+
+A crop is made in one resampling pass: the exact source position of a 9 x 9 grid of crop
+pixels is computed (crop pixel -> local offset -> geodesic lat/lon -> Web Mercator pixel), a
+quadratic map is fitted to it (its fit error is checked on the cells' midpoints and the exact
+map is used instead if it exceeds 0.02 px), and ``cv2.remap`` (or ``cv2.warpAffine`` when the
+map is affine to 0.01 px) samples a mosaic of just the tiles the crop needs. When the tiles
+are finer than the crop the mosaic is low-passed first (``cv2.pyrDown`` per octave, then a
+Gaussian for the rest), so the crop is anti-aliased; otherwise sampling is bilinear.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import os
+import sqlite3
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from denseflow_ros.geo.mercator import MAX_LATITUDE_DEG, lonlat_to_world, zoom_for_mpp
+from denseflow_ros.geo.projection import GeodesicPlane
+from denseflow_ros.geo.sources import (
+    TileDecodeError,
+    TileSource,
+    TileSourceError,
+    decode_tile,
+    open_tile_source,
+)
+
+_LOG = logging.getLogger(__name__)
+
+# A decoded tile: RGB uint8 and a validity mask (None when every pixel is valid).
+Tile = tuple[np.ndarray, np.ndarray | None]
+TileKey = tuple[int, int, int]
+_NEGATIVE_ENTRY_BYTES = 64
+_CONTROL_POINTS = 9
+_AFFINE_TOLERANCE_PX = 0.01
+_FIT_TOLERANCE_PX = 0.02
+MAX_CROP_PX = 8192
+
+
+class TileLRU:
+    """A thread-safe LRU of decoded tiles bounded in bytes; absent or bad tiles cached as None.
+
+    Concurrent requests for one tile decode it once: later callers wait for the first.
+    """
+
+    def __init__(self, source: TileSource, capacity_bytes: int) -> None:
+        self.source = source
+        self.capacity_bytes = max(int(capacity_bytes), 0)
+        self._entries: OrderedDict[TileKey, tuple[Tile | None, int]] = OrderedDict()
+        self._pending: dict[TileKey, threading.Event] = {}
+        self._lock = threading.Lock()
+        self.size_bytes = 0
+        self.hits = 0
+        self.decodes = 0
+        self.bad_tiles = 0
+        self._warned: set[TileKey] = set()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: TileKey) -> Tile | None:
+        """Return the decoded tile, or None when the cache lacks it or it is unusable."""
+        while True:
+            with self._lock:
+                entry = self._entries.get(key)
+                if entry is not None:
+                    self._entries.move_to_end(key)
+                    self.hits += 1
+                    return entry[0]
+                event = self._pending.get(key)
+                if event is None:
+                    event = threading.Event()
+                    self._pending[key] = event
+                    break
+            # Another thread is decoding this tile; use its result once it is stored.
+            event.wait()
+        tile: Tile | None = None
+        try:
+            tile = self._load(key)
+        finally:
+            with self._lock:
+                nbytes = _NEGATIVE_ENTRY_BYTES if tile is None else (
+                    tile[0].nbytes + (0 if tile[1] is None else tile[1].nbytes))
+                self._entries[key] = (tile, nbytes)
+                self.size_bytes += nbytes
+                while self.size_bytes > self.capacity_bytes and self._entries:
+                    _, (_, old_bytes) = self._entries.popitem(last=False)
+                    self.size_bytes -= old_bytes
+                del self._pending[key]
+                event.set()
+        return tile
+
+    def _load(self, key: TileKey) -> Tile | None:
+        z, x, y = key
+        try:
+            data = self.source.read(z, x, y)
+            if data is None:
+                return None
+            self.decodes += 1
+            tile = decode_tile(data, max_side=self.source.tile_size)
+            if tile[0].shape[:2] != (self.source.tile_size, self.source.tile_size):
+                raise TileDecodeError(
+                    f"tile is {tile[0].shape[1]} x {tile[0].shape[0]} px in a cache of "
+                    f"{self.source.tile_size} px tiles")
+            return tile
+        except (TileDecodeError, sqlite3.Error, OSError) as exc:
+            with self._lock:
+                self.bad_tiles += 1
+                warn = key not in self._warned and len(self._warned) < 1000
+                self._warned.add(key)
+            if warn:
+                _LOG.warning("skipping tile %d/%d/%d of %s: %s", z, x, y, self.source.path, exc)
+            return None
+
+
+@dataclass(frozen=True)
+class CropGeometry:
+    """Where a crop lies: pixel <-> local east/north offset (m) <-> lat/lon.
+
+    Pixel coordinates have integer values at pixel centres; the crop centre (lat, lon) is at
+    pixel (centre_px, centre_px), centre_px = size_px // 2. Offsets are east/north metres in
+    the local tangent plane at the crop centre (geodesic azimuth and distance from it). The
+    heading (ENU yaw, degrees, counter-clockwise from east) points along +u; v grows downward.
+    """
+
+    lat: float
+    lon: float
+    heading_deg: float
+    size_px: int
+    mpp: float
+    centre_px: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "centre_px", float(self.size_px // 2))
+
+    @functools.cached_property
+    def _plane(self) -> GeodesicPlane:
+        return GeodesicPlane(self.lat, self.lon)
+
+    def pixel_to_offset(self, u: np.ndarray | float, v: np.ndarray | float
+                        ) -> tuple[np.ndarray | float, np.ndarray | float]:
+        """Return (east_m, north_m) of crop pixel coordinates."""
+        h = math.radians(self.heading_deg)
+        forward = (np.asarray(u, dtype=np.float64) - self.centre_px) * self.mpp
+        left = -(np.asarray(v, dtype=np.float64) - self.centre_px) * self.mpp
+        east = forward * math.cos(h) - left * math.sin(h)
+        north = forward * math.sin(h) + left * math.cos(h)
+        if np.ndim(u) == 0 and np.ndim(v) == 0:
+            return float(east), float(north)
+        return east, north
+
+    def offset_to_pixel(self, east_m: np.ndarray | float, north_m: np.ndarray | float
+                        ) -> tuple[np.ndarray | float, np.ndarray | float]:
+        """Return crop pixel coordinates (u, v) of local offsets (metres)."""
+        h = math.radians(self.heading_deg)
+        east = np.asarray(east_m, dtype=np.float64)
+        north = np.asarray(north_m, dtype=np.float64)
+        forward = east * math.cos(h) + north * math.sin(h)
+        left = -east * math.sin(h) + north * math.cos(h)
+        u = self.centre_px + forward / self.mpp
+        v = self.centre_px - left / self.mpp
+        if np.ndim(east_m) == 0 and np.ndim(north_m) == 0:
+            return float(u), float(v)
+        return u, v
+
+    def offset_to_latlon(self, east_m: np.ndarray | float, north_m: np.ndarray | float
+                         ) -> tuple[np.ndarray | float, np.ndarray | float]:
+        """Return (lat, lon) of local offsets from the crop centre."""
+        return self._plane.inverse(east_m, north_m)
+
+    def latlon_to_offset(self, lat: np.ndarray | float, lon: np.ndarray | float
+                         ) -> tuple[np.ndarray | float, np.ndarray | float]:
+        """Return local (east_m, north_m) offsets of latitudes/longitudes."""
+        return self._plane.forward(lat, lon)
+
+    def pixel_to_latlon(self, u: np.ndarray | float, v: np.ndarray | float
+                        ) -> tuple[np.ndarray | float, np.ndarray | float]:
+        """Return (lat, lon) of crop pixel coordinates."""
+        return self.offset_to_latlon(*self.pixel_to_offset(u, v))
+
+    def latlon_to_pixel(self, lat: np.ndarray | float, lon: np.ndarray | float
+                        ) -> tuple[np.ndarray | float, np.ndarray | float]:
+        """Return crop pixel coordinates (u, v) of latitudes/longitudes."""
+        return self.offset_to_pixel(*self.latlon_to_offset(lat, lon))
+
+
+@dataclass
+class Crop:
+    """A satellite crop: RGB image, valid-pixel mask, covered fraction and its geometry."""
+
+    image: np.ndarray
+    mask: np.ndarray
+    coverage: float
+    geometry: CropGeometry
+    zoom: int = -1
+
+
+@functools.lru_cache(maxsize=4)
+def _basis(size_px: int) -> tuple[np.ndarray, ...]:
+    # Normalised pixel coordinates and their products, reused by every crop of this size.
+    half = size_px / 2.0
+    axis = ((np.arange(size_px, dtype=np.float64) - size_px // 2) / half).astype(np.float32)
+    u, v = np.meshgrid(axis, axis)
+    basis = (u, v, u * u, u * v, v * v)
+    for array in basis:
+        array.setflags(write=False)
+    return basis
+
+
+def _design(un: np.ndarray, vn: np.ndarray) -> np.ndarray:
+    return np.stack([np.ones_like(un), un, vn, un * un, un * vn, vn * vn], axis=-1)
+
+
+class SatelliteCache:
+    """Metric, heading-aligned crops from an XYZ folder or an MBTiles file.
+
+    ``cache_mb`` bounds the decoded tiles kept in memory. Safe to call from several threads.
+    """
+
+    def __init__(self, path: str | os.PathLike | TileSource, cache_mb: float = 256.0,
+                 max_tiles_per_crop: int = 400) -> None:
+        if not (math.isfinite(cache_mb) and cache_mb >= 0):
+            raise ValueError(f"cache_mb must be a non-negative number, got {cache_mb}")
+        self.source = path if isinstance(path, TileSource) else open_tile_source(path)
+        self.tiles = TileLRU(self.source, int(cache_mb * (1 << 20)))
+        self.max_tiles_per_crop = int(max_tiles_per_crop)
+
+    def __enter__(self) -> SatelliteCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the tile source."""
+        self.source.close()
+
+    def choose_zoom(self, mpp: float, lat: float) -> int:
+        """Return the zoom to crop from: the coarsest one at least as fine as ``mpp``."""
+        zoom = zoom_for_mpp(mpp, lat, self.source.tile_size)
+        return min(max(zoom, self.source.minzoom), self.source.maxzoom)
+
+    def crop(self, lat: float, lon: float, heading_deg: float, size_px: int, mpp: float,
+             zoom: int | None = None) -> Crop:
+        """Return a size_px x size_px crop at ``mpp`` m/px centred on (lat, lon), heading along +u.
+
+        Pixels outside the cache's tiles are black and False in the mask; ``coverage`` is the
+        mask's mean. ``zoom`` overrides the zoom chosen from ``mpp``.
+        """
+        for name, value in (("lat", lat), ("lon", lon), ("heading_deg", heading_deg),
+                            ("mpp", mpp)):
+            if not isinstance(value, int | float | np.floating | np.integer) \
+                    or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+        if abs(lat) > MAX_LATITUDE_DEG:
+            raise ValueError(f"latitude {lat} is outside Web Mercator's +-85.05 degrees")
+        if mpp <= 0:
+            raise ValueError(f"mpp must be positive, got {mpp}")
+        if int(size_px) != size_px or not 1 <= size_px <= MAX_CROP_PX:
+            raise ValueError(f"size_px must be an integer in 1..{MAX_CROP_PX}, got {size_px}")
+        size_px = int(size_px)
+        lon = (float(lon) + 180.0) % 360.0 - 180.0
+        geometry = CropGeometry(float(lat), lon, float(heading_deg), size_px, float(mpp))
+        if zoom is None:
+            zoom = self.choose_zoom(mpp, lat)
+        elif zoom not in self.source.zooms:
+            raise ValueError(f"zoom {zoom} is not in the cache (zooms {self.source.zooms})")
+        tile_px = self.source.tile_size
+        world_px = float(tile_px * (1 << zoom))
+
+        def to_global(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            la, lo = geometry.pixel_to_latlon(u, v)
+            wx, wy = lonlat_to_world(lo, la)
+            # Global pixel index with integer values at pixel centres.
+            return wx * world_px - 0.5, wy * world_px - 0.5
+
+        half = size_px / 2.0
+        centre = geometry.centre_px
+        grid = np.linspace(0.0, size_px - 1.0, _CONTROL_POINTS)
+        gu, gv = np.meshgrid(grid, grid)
+        gx, gy = to_global(gu, gv)
+        # Fit relative to the crop centre's global pixel: absolute values reach 2^38.
+        origin_x, origin_y = float(np.floor(gx.mean())), float(np.floor(gy.mean()))
+        design = _design(((gu - centre) / half).ravel(), ((gv - centre) / half).ravel())
+        coef_x = np.linalg.lstsq(design, (gx - origin_x).ravel(), rcond=None)[0]
+        coef_y = np.linalg.lstsq(design, (gy - origin_y).ravel(), rcond=None)[0]
+        mid = (grid[:-1] + grid[1:]) / 2.0
+        mu, mv = np.meshgrid(mid, mid)
+        mx, my = to_global(mu, mv)
+        check = _design(((mu - centre) / half).ravel(), ((mv - centre) / half).ravel())
+        fit_error = max(np.abs(check @ coef_x - (mx - origin_x).ravel()).max(),
+                        np.abs(check @ coef_y - (my - origin_y).ravel()).max())
+
+        # Anti-aliasing: source pixels per crop pixel, from the map's Jacobian at the centre.
+        scale = math.sqrt(abs(coef_x[1] * coef_y[2] - coef_x[2] * coef_y[1])) / half
+        levels = 0
+        while scale >= 2.0 and levels < 8:
+            scale /= 2.0
+            levels += 1
+        sigma = 0.5 * math.sqrt(scale * scale - 1.0) if scale > 1.05 else 0.0
+        margin = 2.0 + 3.0 * sigma * (1 << levels) + (1 << (levels + 2))
+        x_lo, x_hi = gx.min() - margin, gx.max() + margin
+        y_lo, y_hi = gy.min() - margin, gy.max() + margin
+        n_tiles = 1 << zoom
+        tx0 = min(max(int(math.floor(x_lo / tile_px)), 0), n_tiles - 1)
+        tx1 = min(max(int(math.floor(x_hi / tile_px)), 0), n_tiles - 1)
+        ty0 = min(max(int(math.floor(y_lo / tile_px)), 0), n_tiles - 1)
+        ty1 = min(max(int(math.floor(y_hi / tile_px)), 0), n_tiles - 1)
+        count = (tx1 - tx0 + 1) * (ty1 - ty0 + 1)
+        if count > self.max_tiles_per_crop:
+            raise ValueError(
+                f"a {size_px} px crop at {mpp} m/px needs {count} tiles at zoom {zoom}, over "
+                f"the limit of {self.max_tiles_per_crop}; the cache lacks coarser zooms")
+        mosaic, valid = self._mosaic(zoom, tx0, tx1, ty0, ty1)
+        # Mosaic coordinates of the fitted map: shift from the fit origin to the mosaic corner.
+        shift_x = origin_x - tx0 * tile_px
+        shift_y = origin_y - ty0 * tile_px
+        full_inside = (x_lo >= tx0 * tile_px and y_lo >= ty0 * tile_px
+                       and x_hi < (tx1 + 1) * tile_px and y_hi < (ty1 + 1) * tile_px)
+        mosaic, valid, factor = _low_pass(mosaic, valid, levels, sigma)
+
+        import cv2
+
+        if fit_error > _FIT_TOLERANCE_PX:
+            # Very large crops: the quadratic is not enough, use the exact map per pixel.
+            axis = np.arange(size_px, dtype=np.float64)
+            fu, fv = np.meshgrid(axis, axis)
+            ex, ey = to_global(fu, fv)
+            map_x = ((ex - tx0 * tile_px) / factor).astype(np.float32)
+            map_y = ((ey - ty0 * tile_px) / factor).astype(np.float32)
+            affine = None
+        elif np.abs(coef_x[3:]).sum() + np.abs(coef_y[3:]).sum() < _AFFINE_TOLERANCE_PX:
+            cx = np.array([coef_x[1], coef_x[2], coef_x[0] + shift_x]) / factor
+            cy = np.array([coef_y[1], coef_y[2], coef_y[0] + shift_y]) / factor
+            affine = np.array([[cx[0] / half, cx[1] / half, cx[2] - (cx[0] + cx[1]) * centre
+                                / half],
+                               [cy[0] / half, cy[1] / half, cy[2] - (cy[0] + cy[1]) * centre
+                                / half]])
+        else:
+            basis = _basis(size_px)
+            map_x = _evaluate(coef_x, shift_x, factor, basis)
+            map_y = _evaluate(coef_y, shift_y, factor, basis)
+            affine = None
+
+        def sample(array: np.ndarray) -> np.ndarray:
+            if affine is not None:
+                return cv2.warpAffine(array, affine, (size_px, size_px),
+                                      flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                      borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+            return cv2.remap(array, map_x, map_y, cv2.INTER_LINEAR,
+                             borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+        image = sample(mosaic)
+        if valid is None and full_inside:
+            mask = np.ones((size_px, size_px), dtype=bool)
+            coverage = 1.0
+        else:
+            if valid is None:
+                valid = np.full(mosaic.shape[:2], 255, dtype=np.uint8)
+            # Bilinear weights are multiples of 1/32: any invalid neighbour pulls 255 below 248.
+            mask = sample(valid) > 250
+            image[~mask] = 0
+            coverage = float(mask.mean())
+        return Crop(image=image, mask=mask, coverage=coverage, geometry=geometry, zoom=zoom)
+
+    def _mosaic(self, zoom: int, tx0: int, tx1: int, ty0: int, ty1: int
+                ) -> tuple[np.ndarray, np.ndarray | None]:
+        tile_px = self.source.tile_size
+        mosaic = np.zeros(((ty1 - ty0 + 1) * tile_px, (tx1 - tx0 + 1) * tile_px, 3), np.uint8)
+        valid: np.ndarray | None = None
+        for ty in range(ty0, ty1 + 1):
+            for tx in range(tx0, tx1 + 1):
+                tile = self.tiles.get((zoom, tx, ty))
+                rows = slice((ty - ty0) * tile_px, (ty - ty0 + 1) * tile_px)
+                cols = slice((tx - tx0) * tile_px, (tx - tx0 + 1) * tile_px)
+                if tile is not None:
+                    mosaic[rows, cols] = tile[0]
+                if tile is None or tile[1] is not None:
+                    if valid is None:
+                        valid = np.full(mosaic.shape[:2], 255, dtype=np.uint8)
+                    valid[rows, cols] = 0 if tile is None else tile[1].astype(np.uint8) * 255
+        return mosaic, valid
+
+    def info(self) -> dict:
+        """Return the cache's format, zooms, bounds, tile size and tile counts per zoom."""
+        counts = {z: sum(1 for _ in self.source.tiles(z)) for z in self.source.zooms}
+        return {"path": str(self.source.path), "kind": self.source.kind,
+                "format": self.source.format, "tile_size": self.source.tile_size,
+                "zooms": list(self.source.zooms), "bounds": self.source.bounds,
+                "tile_counts": counts}
+
+
+def _evaluate(coef: np.ndarray, shift: float, factor: float,
+              basis: tuple[np.ndarray, ...]) -> np.ndarray:
+    out = np.full(basis[0].shape, (coef[0] + shift) / factor, dtype=np.float32)
+    for weight, array in zip(coef[1:], basis):
+        if weight != 0.0:
+            out += np.float32(weight / factor) * array
+    return out
+
+
+def _low_pass(mosaic: np.ndarray, valid: np.ndarray | None, levels: int, sigma: float
+              ) -> tuple[np.ndarray, np.ndarray | None, float]:
+    """Low-pass the mosaic for a downsampling crop; return it, its mask and the size factor."""
+    if levels == 0 and sigma == 0.0:
+        return mosaic, valid, 1.0
+    import cv2
+
+    for _ in range(levels):
+        # pyrDown centres output pixel j on input pixel 2j, so coordinates simply halve.
+        mosaic = cv2.pyrDown(mosaic)
+        if valid is not None:
+            valid = cv2.pyrDown(valid)
+    if sigma > 0.0:
+        mosaic = cv2.GaussianBlur(mosaic, (0, 0), sigma)
+        if valid is not None:
+            valid = cv2.GaussianBlur(valid, (0, 0), sigma)
+    if valid is not None:
+        # Any invalid pixel under the filter makes the result invalid.
+        valid = np.where(valid >= 255, 255, 0).astype(np.uint8)
+    return mosaic, valid, float(1 << levels)
+
+
+__all__ = ["Crop", "CropGeometry", "SatelliteCache", "TileLRU", "TileSourceError"]
