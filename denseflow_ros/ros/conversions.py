@@ -1,0 +1,215 @@
+# Copyright 2026 The denseflow_ros Authors
+# SPDX-License-Identifier: Apache-2.0
+"""Message <-> numpy conversion for the localizer node (cv_bridge where present)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from denseflow_ros.localizer import FrameError, PoseEstimate
+
+# Variance given to the pose components the localizer does not observe (z, roll, pitch):
+# large enough that any filter ignores them, finite so that none divides by infinity.
+UNOBSERVED_VARIANCE = 1.0e6
+# Lower bounds on the observed variances, so the published diagonal is never zero.
+MIN_POSITION_VARIANCE_M2 = 1.0e-6
+MIN_YAW_VARIANCE_RAD2 = 1.0e-8
+
+# encoding -> (channels, conversion from the message's layout to RGB)
+_ENCODINGS: dict[str, tuple[int, str]] = {
+    "rgb8": (3, "rgb"), "bgr8": (3, "bgr"), "rgba8": (4, "rgba"), "bgra8": (4, "bgra"),
+    "mono8": (1, "mono"), "8UC3": (3, "bgr"), "8UC1": (1, "mono"),
+}
+
+try:  # pragma: no cover - only on a ROS distribution
+    from cv_bridge import CvBridge as _CvBridge
+
+    _BRIDGE: Any = _CvBridge()
+except Exception:  # noqa: BLE001 - PyPI's cv_bridge is ROS 1 and fails in many ways
+    _BRIDGE = None
+
+
+def has_cv_bridge() -> bool:
+    """Return whether a working cv_bridge is importable."""
+    return _BRIDGE is not None
+
+
+def _to_rgb(array: np.ndarray, layout: str) -> np.ndarray:
+    if layout == "rgb":
+        return array
+    if layout == "bgr":
+        return array[:, :, ::-1]
+    if layout == "rgba":
+        return array[:, :, :3]
+    if layout == "bgra":
+        return array[:, :, 2::-1]
+    return np.repeat(array, 3, axis=2)
+
+
+def _bytes(data: Any) -> np.ndarray:
+    try:
+        return np.frombuffer(data, dtype=np.uint8)
+    except TypeError:
+        return np.asarray(data, dtype=np.uint8).reshape(-1)
+
+
+def image_to_rgb_numpy(msg: Any) -> np.ndarray:
+    """Convert a sensor_msgs/Image to an (H, W, 3) uint8 RGB array without cv_bridge."""
+    spec = _ENCODINGS.get(msg.encoding)
+    if spec is None:
+        raise FrameError("bad_image", f"unsupported image encoding {msg.encoding!r}")
+    channels, layout = spec
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    if h <= 0 or w <= 0:
+        raise FrameError("bad_image", f"image has zero size ({w}x{h})")
+    if step < w * channels:
+        raise FrameError("bad_image", f"image step {step} is below width x channels "
+                                      f"{w * channels}")
+    data = _bytes(msg.data)
+    if data.size != step * h:
+        raise FrameError("bad_image", f"image data has {data.size} bytes, expected step x "
+                                      f"height = {step * h}")
+    array = data.reshape(h, step)[:, : w * channels].reshape(h, w, channels)
+    return np.ascontiguousarray(_to_rgb(array, layout))
+
+
+def image_to_rgb(msg: Any) -> np.ndarray:
+    """Convert a sensor_msgs/Image to RGB, through cv_bridge where the distribution has it."""
+    if _BRIDGE is None:
+        return image_to_rgb_numpy(msg)
+    # Validate first so that cv_bridge and the numpy path reject the same messages.
+    image_to_rgb_numpy(msg)
+    return np.ascontiguousarray(_BRIDGE.imgmsg_to_cv2(msg, desired_encoding="rgb8"))
+
+
+def compressed_to_rgb(msg: Any) -> np.ndarray:
+    """Decode a sensor_msgs/CompressedImage (JPEG/PNG) to (H, W, 3) uint8 RGB."""
+    import cv2
+
+    data = _bytes(msg.data)
+    decoded = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if decoded is None or decoded.size == 0:
+        raise FrameError("bad_image", f"compressed image ({msg.format or 'no format'}, "
+                                      f"{data.size} bytes) could not be decoded")
+    return np.ascontiguousarray(decoded[:, :, ::-1])
+
+
+def rgb_to_image(array: np.ndarray, header: Any) -> Any:
+    """Build an rgb8 sensor_msgs/Image from an (H, W, 3) uint8 array."""
+    from sensor_msgs.msg import Image
+
+    h, w = array.shape[:2]
+    msg = Image(header=header, height=h, width=w, encoding="rgb8", is_bigendian=0, step=w * 3)
+    msg.data = np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+    return msg
+
+
+def camera_info_to_intrinsics(msg: Any) -> tuple[np.ndarray, np.ndarray | None, int, int]:
+    """Return (K, distortion or None, width, height) of a CameraInfo; FrameError if unusable."""
+    k = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
+    w, h = int(msg.width), int(msg.height)
+    if not np.all(np.isfinite(k)) or k[0, 0] <= 0 or k[1, 1] <= 0 or k[2, 2] != 1.0:
+        raise FrameError("bad_camera_info", "camera_info K must be finite with fx, fy > 0 "
+                                            "and K[2][2] = 1")
+    if w <= 0 or h <= 0:
+        raise FrameError("bad_camera_info", f"camera_info has zero size ({w}x{h})")
+    d = np.asarray(msg.d, dtype=np.float64)
+    if d.size and not np.all(np.isfinite(d)):
+        raise FrameError("bad_camera_info", "camera_info distortion has non-finite values")
+    if d.size and msg.distortion_model not in ("plumb_bob", "rational_polynomial", ""):
+        raise FrameError("bad_camera_info", f"distortion model {msg.distortion_model!r} is "
+                                            "not supported")
+    return k, (d if d.size and np.any(d != 0) else None), w, h
+
+
+def fix_is_valid(msg: Any) -> str | None:
+    """Return why a NavSatFix is unusable, or None when it is a usable fix."""
+    from sensor_msgs.msg import NavSatStatus
+
+    if msg.status.status <= NavSatStatus.STATUS_NO_FIX:
+        return "no_fix"
+    lat, lon = msg.latitude, msg.longitude
+    if not (math.isfinite(lat) and math.isfinite(lon)):
+        return "fix_nan"
+    if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
+        return "fix_out_of_range"
+    return None
+
+
+def fix_covariance_en(msg: Any, default_std_m: float) -> np.ndarray:
+    """Return the fix's horizontal (east, north) covariance, or a default when unknown."""
+    from sensor_msgs.msg import NavSatFix
+
+    cov = np.asarray(msg.position_covariance, dtype=np.float64).reshape(3, 3)[:2, :2]
+    known = msg.position_covariance_type != NavSatFix.COVARIANCE_TYPE_UNKNOWN
+    if known and np.all(np.isfinite(cov)) and cov[0, 0] > 0 and cov[1, 1] > 0:
+        return cov
+    return np.eye(2) * default_std_m ** 2
+
+
+def quaternion_to_yaw(q: Any) -> float:
+    """Return the yaw (rad, about z) of a geometry_msgs/Quaternion; NaN if degenerate."""
+    x, y, z, w = q.x, q.y, q.z, q.w
+    n = x * x + y * y + z * z + w * w
+    if not math.isfinite(n) or n < 1e-12:
+        return math.nan
+    return math.atan2(2.0 * (w * z + x * y), w * w + x * x - y * y - z * z)
+
+
+def yaw_to_quaternion(yaw: float) -> tuple[float, float, float, float]:
+    """Return (x, y, z, w) of a rotation by ``yaw`` about z."""
+    return 0.0, 0.0, math.sin(yaw / 2.0), math.cos(yaw / 2.0)
+
+
+def covariance_6x6(cov_xyyaw: np.ndarray) -> list[float]:
+    """Embed a (x, y, yaw) covariance in ROS's row-major 6x6 (x, y, z, roll, pitch, yaw)."""
+    c = np.zeros((6, 6))
+    idx = [0, 1, 5]
+    for i, a in enumerate(idx):
+        for j, b in enumerate(idx):
+            c[a, b] = cov_xyyaw[i, j]
+    c[0, 0] = max(c[0, 0], MIN_POSITION_VARIANCE_M2)
+    c[1, 1] = max(c[1, 1], MIN_POSITION_VARIANCE_M2)
+    c[5, 5] = max(c[5, 5], MIN_YAW_VARIANCE_RAD2)
+    for i in (2, 3, 4):
+        c[i, i] = UNOBSERVED_VARIANCE
+    return [float(v) for v in c.reshape(-1)]
+
+
+def pose_message(estimate: PoseEstimate, header: Any) -> Any:
+    """Build a PoseWithCovarianceStamped of an estimate (header already stamped/framed)."""
+    from geometry_msgs.msg import PoseWithCovarianceStamped
+
+    msg = PoseWithCovarianceStamped(header=header)
+    p = msg.pose.pose
+    p.position.x, p.position.y, p.position.z = estimate.x, estimate.y, 0.0
+    qx, qy, qz, qw = yaw_to_quaternion(estimate.yaw)
+    p.orientation.x, p.orientation.y, p.orientation.z, p.orientation.w = qx, qy, qz, qw
+    msg.pose.covariance = covariance_6x6(estimate.covariance)
+    return msg
+
+
+def refined_fix_message(estimate: PoseEstimate, header: Any, source_fix: Any) -> Any:
+    """Build the refined NavSatFix of ``base_link`` (altitude and status from the fix)."""
+    from sensor_msgs.msg import NavSatFix
+
+    msg = NavSatFix(header=header)
+    msg.status = source_fix.status
+    msg.latitude, msg.longitude = estimate.lat, estimate.lon
+    msg.altitude = source_fix.altitude
+    # Back from the map frame to east/north: undo the map's rotation against true north.
+    g = estimate.yaw - estimate.heading_enu_rad
+    r = np.array([[math.cos(g), math.sin(g)], [-math.sin(g), math.cos(g)]])
+    en = r @ estimate.covariance[:2, :2] @ r.T
+    cov = np.zeros((3, 3))
+    cov[:2, :2] = en
+    cov[0, 0] = max(cov[0, 0], MIN_POSITION_VARIANCE_M2)
+    cov[1, 1] = max(cov[1, 1], MIN_POSITION_VARIANCE_M2)
+    up = np.asarray(source_fix.position_covariance, dtype=np.float64).reshape(3, 3)[2, 2]
+    cov[2, 2] = up if math.isfinite(up) and up > 0 else UNOBSERVED_VARIANCE
+    msg.position_covariance = [float(v) for v in cov.reshape(-1)]
+    msg.position_covariance_type = NavSatFix.COVARIANCE_TYPE_KNOWN
+    return msg
