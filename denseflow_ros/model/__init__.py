@@ -3,8 +3,13 @@
 """The DenseFlow network in pure torch: trunks, BEV projection, refinement, flow, pose."""
 
 from denseflow_ros.model.checkpoint import CheckpointError, load_model, save_checkpoint
-from denseflow_ros.model.config import PRESETS, ModelConfig, get_preset
-from denseflow_ros.model.network import DenseFlow, DenseFlowOutput, DenseFlowTrainingOutput
+from denseflow_ros.model.config import PRESETS, ModelConfig, example_intrinsics, get_preset
+from denseflow_ros.model.network import (
+    DenseFlow,
+    DenseFlowOutput,
+    DenseFlowTrainingOutput,
+    visibility_mask,
+)
 from denseflow_ros.model.pose import analytic_flow, solve_pose
 
 __all__ = [
@@ -15,8 +20,10 @@ __all__ = [
     "DenseFlowTrainingOutput",
     "ModelConfig",
     "analytic_flow",
+    "example_intrinsics",
     "get_preset",
     "load_model",
     "save_checkpoint",
     "solve_pose",
+    "visibility_mask",
 ]

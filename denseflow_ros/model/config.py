@@ -15,6 +15,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
 # KITTI's satellite maps: Google zoom 18 fetched at scale 2, at the dataset's reference latitude.
 KITTI_MPP = 156543.03392 * math.cos(math.radians(49.015)) / 2**18 / 2
 
@@ -182,3 +184,28 @@ def get_preset(name: str) -> ModelConfig:
         raise ValueError(
             f"unknown model preset {name!r}; choose one of {', '.join(sorted(PRESETS))}"
         ) from None
+
+
+# Each dataset's camera matrix at its native resolution: (fx, fy, cx, cy, width, height).
+_EXAMPLE_CAMERAS: dict[str, tuple[float, float, float, float, int, int]] = {
+    "kitti": (721.5377, 721.5377, 609.5593, 172.854, 1242, 375),
+    "ford": (945.391406, 945.668274, 855.502825, 566.372868, 1656, 860),
+    "oxford": (964.828979, 964.828979, 643.788025, 484.407990, 1200, 800),
+    "lite": (721.5377, 721.5377, 609.5593, 172.854, 1242, 375),
+}
+
+
+def example_intrinsics(config: ModelConfig, batch: int = 1) -> torch.Tensor:
+    """Return (B, 3, 3) intrinsics of the preset's dataset camera at its ground size.
+
+    KITTI's left colour camera for ``kitti`` and ``lite``, Ford's front-left camera,
+    Oxford's front stereo camera; a 90-degree pinhole for any other preset (the panorama
+    projection ignores intrinsics).
+    """
+    h, w = config.ground_size
+    fx, fy, cx, cy, w0, h0 = _EXAMPLE_CAMERAS.get(
+        config.name, (w / 2.0, w / 2.0, w / 2.0, h / 2.0, w, h)
+    )
+    sx, sy = w / w0, h / h0
+    k = torch.tensor([[fx * sx, 0.0, cx * sx], [0.0, fy * sy, cy * sy], [0.0, 0.0, 1.0]])
+    return k.expand(batch, 3, 3).clone()

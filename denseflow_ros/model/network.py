@@ -106,34 +106,6 @@ class DenseFlow(nn.Module):
             stride=config.stride,
         )
 
-    def bev(
-        self,
-        ground_features: torch.Tensor,
-        ground_size: tuple[int, int],
-        intrinsics: torch.Tensor,
-        grid: int,
-        mpp: float | torch.Tensor,
-        height_m: float | torch.Tensor,
-        camera_to_body: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Project ground features onto the native-layout BEV grid -> (features, mask)."""
-        cfg = self.config
-        cell_m = torch.as_tensor(mpp, dtype=torch.float32, device=ground_features.device)
-        cell_m = cell_m * (cfg.satellite_size / grid)
-        hf, wf = ground_features.shape[-2:]
-        if cfg.projection == "panorama":
-            uv = panorama_uv(grid, cell_m, height_m, hf, wf, ground_features.shape[0],
-                             ground_features.device)
-            return sample_bev(ground_features, uv)
-        # Intrinsics rescaled to the feature map by the size ratio, as the authors do.
-        k = intrinsics.to(torch.float32).clone()
-        k[:, 0, :] = k[:, 0, :] * (wf / ground_size[1])
-        k[:, 1, :] = k[:, 1, :] * (hf / ground_size[0])
-        uv, depth = pinhole_uv(
-            k, grid, cell_m, height_m, cfg.native_turns, camera_to_body, cfg.bev_centre_half_cell
-        )
-        return sample_bev(ground_features, uv, depth > 1e-6)
-
     def forward(
         self,
         ground: torch.Tensor,
@@ -179,8 +151,8 @@ class DenseFlow(nn.Module):
         sat_feat = self.satellite_trunk(to_native(satellite, turns))
         grd_feat = self.ground_trunk(ground)
         grid = sat_feat.shape[-1]
-        bev, mask = self.bev(
-            grd_feat, tuple(ground.shape[-2:]), intrinsics, grid, mpp, height, camera_to_body
+        bev, mask = project_to_bev(
+            cfg, grd_feat, tuple(ground.shape[-2:]), intrinsics, grid, mpp, height, camera_to_body
         )
         maskf = mask.to(bev.dtype)
         fmaps = self.feature_encoder(torch.cat([bev, sat_feat], dim=0))
@@ -207,17 +179,81 @@ class DenseFlow(nn.Module):
                 up_mask = self.update.upsample_mask(net)
                 flows.append(convex_upsample(coords1 - coords0, up_mask, cfg.stride))
                 confs.append(upsample_confidence(conf, cfg.stride))
-        full_mask = F.interpolate(maskf, size=(size_of(flows[-1]),) * 2, mode="bilinear",
-                                  align_corners=True) > 0
+        full_mask = _full_resolution_mask(maskf, cfg.stride, turns)
         flows = [from_native(f, turns, vector=True) for f in flows]
         confs = [from_native(c, turns) for c in confs]
-        full_mask = from_native(full_mask.to(bev.dtype), turns) > 0.5
         su, sv, yaw, cov = solve_pose(flows[-1], confs[-1], full_mask, mpp)
         if self.training:
             return DenseFlowTrainingOutput(flows, confs, full_mask, su, sv, yaw, cov)
         return DenseFlowOutput(flows[-1], confs[-1], full_mask, su, sv, yaw, cov)
 
 
-def size_of(field: torch.Tensor) -> int:
-    """Return the side of a square (B, C, S, S) field."""
-    return int(field.shape[-1])
+
+def project_to_bev(
+    config: ModelConfig,
+    ground_features: torch.Tensor,
+    ground_size: tuple[int, int],
+    intrinsics: torch.Tensor | None,
+    grid: int,
+    mpp: float | torch.Tensor,
+    height_m: float | torch.Tensor,
+    camera_to_body: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Project (B, C, h, w) ground features onto the native-layout A x A BEV grid.
+
+    ``ground_size`` is the (H, W) of the image the features came from and ``intrinsics``
+    (B, 3, 3) are for that size; they are rescaled to the feature map by the size ratios, as
+    the authors do. Returns the (B, C, A, A) BEV features and the (B, 1, A, A) bool mask.
+    """
+    cell_m = torch.as_tensor(mpp, dtype=torch.float32, device=ground_features.device)
+    cell_m = cell_m * (config.satellite_size / grid)
+    hf, wf = ground_features.shape[-2:]
+    if config.projection == "panorama":
+        uv = panorama_uv(
+            grid, cell_m, height_m, hf, wf, ground_features.shape[0], ground_features.device
+        )
+        return sample_bev(ground_features, uv)
+    if intrinsics is None:
+        raise ValueError(f"the {config.name!r} preset's pinhole projection needs intrinsics")
+    k = intrinsics.to(device=ground_features.device, dtype=torch.float32).clone()
+    k[:, 0, :] = k[:, 0, :] * (wf / ground_size[1])
+    k[:, 1, :] = k[:, 1, :] * (hf / ground_size[0])
+    uv, depth = pinhole_uv(
+        k, grid, cell_m, height_m, config.native_turns, camera_to_body,
+        config.bev_centre_half_cell,
+    )
+    return sample_bev(ground_features, uv, depth > 1e-6)
+
+
+def _full_resolution_mask(mask: torch.Tensor, stride: int, turns: int) -> torch.Tensor:
+    # Bilinear (aligned corners) upsampling, then any overlap counts as visible: the mask the
+    # authors' solver uses, turned back to the package layout.
+    a = mask.shape[-1]
+    up = F.interpolate(mask, size=(a * stride, a * stride), mode="bilinear", align_corners=True)
+    return from_native((up > 0).to(mask.dtype), turns) > 0.5
+
+
+def visibility_mask(
+    config: ModelConfig,
+    intrinsics: torch.Tensor | None,
+    satellite_mpp: float | torch.Tensor | None = None,
+    camera_height_m: float | torch.Tensor | None = None,
+    camera_to_body: torch.Tensor | None = None,
+    batch: int | None = None,
+) -> torch.Tensor:
+    """Return the (B, 1, S, S) bool mask of satellite pixels the ground camera sees.
+
+    The same mask a forward returns (and the one ground-truth flow is zeroed outside of),
+    computed from the geometry alone; ``intrinsics`` are for the preset's ground size.
+    """
+    if batch is None:
+        batch = 1 if intrinsics is None else intrinsics.shape[0]
+    device = intrinsics.device if intrinsics is not None else torch.device("cpu")
+    h, w = config.ground_size
+    feats = torch.ones(batch, 1, h // config.stride, w // config.stride, device=device)
+    mpp = config.satellite_mpp if satellite_mpp is None else satellite_mpp
+    height = config.camera_height_m if camera_height_m is None else camera_height_m
+    _, mask = project_to_bev(
+        config, feats, (h, w), intrinsics, config.feature_size, mpp, height, camera_to_body
+    )
+    return _full_resolution_mask(mask.float(), config.stride, config.native_turns)

@@ -65,15 +65,18 @@ def solve_pose(
     confidence: torch.Tensor,
     mask: torch.Tensor,
     mpp: float | torch.Tensor,
+    weighted_centroids: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Fit the rigid motion of BEV pixels to their flow targets, weighted by confidence.
 
-    ``flow`` (B, 2, S, S), ``confidence`` (B, 1, S, S), ``mask`` (B, 1, S, S) bool. Centroids
-    are plain means over the mask (as the authors'), the cross-covariance is confidence
-    weighted; the rotation is the closed-form 2-D Kabsch angle, which is always a proper
-    rotation (the reflection an unconstrained SVD can return never arises) and is exact
-    ``atan2`` with true pi. Returns ``shift_u_m, shift_v_m, yaw_deg`` (B,) and the (B, 3, 3)
-    covariance of (shift_u_m [m], shift_v_m [m], yaw [rad]).
+    ``flow`` (B, 2, S, S), ``confidence`` (B, 1, S, S), ``mask`` (B, 1, S, S) bool; ``mpp``
+    a float or (B,). This is weighted least squares: centroids and cross-covariance both
+    confidence weighted, so low-confidence outliers barely move either (the authors' KITTI,
+    Ford and Oxford solvers take plain means over the mask for the centroids:
+    ``weighted_centroids=False`` reproduces that). The rotation is the closed-form 2-D Kabsch
+    angle, always a proper rotation (the reflection an unconstrained SVD can return never
+    arises), computed with ``atan2`` and true pi. Returns ``shift_u_m, shift_v_m, yaw_deg``
+    (B,) and the (B, 3, 3) covariance of (shift_u_m [m], shift_v_m [m], yaw [rad]).
     """
     b, _, s, _ = flow.shape
     dtype = flow.dtype
@@ -81,9 +84,10 @@ def solve_pose(
     w = (confidence.to(dtype).reshape(b, 1, -1)) * m
     pa = _pixel_grid(s, b, flow.device, dtype).reshape(b, 2, -1)
     pb = pa + flow.reshape(b, 2, -1)
-    count = m.sum(-1) + 1e-6  # (B, 1)
-    ca = (pa * m).sum(-1) / count  # (B, 2)
-    cb = (pb * m).sum(-1) / count
+    cw = w if weighted_centroids else m
+    count = cw.sum(-1) + 1e-6  # (B, 1)
+    ca = (pa * cw).sum(-1) / count  # (B, 2)
+    cb = (pb * cw).sum(-1) / count
     a = (pa - ca[..., None]) * w
     d = pb - cb[..., None]
     h = torch.einsum("bin,bjn->bij", a, d) + _H_EPS * torch.eye(2, dtype=dtype, device=flow.device)
