@@ -1,0 +1,298 @@
+# Copyright 2026 The denseflow_ros Authors
+# SPDX-License-Identifier: Apache-2.0
+"""Pieces shared by the dataset converters: GNSS degradation, satellite mosaics, stamps."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+LOG = logging.getLogger("denseflow.bag")
+
+# Web Mercator ground resolution at zoom 0 for 256 px tiles, metres per pixel at the equator.
+_MERCATOR_MPP_Z0 = 156543.03392
+
+
+def satmap_mpp(lat: float, zoom: int, scale: int) -> float:
+    """Return the true metres per pixel of a Web Mercator image at ``zoom`` and ``scale``."""
+    return _MERCATOR_MPP_Z0 * math.cos(math.radians(lat)) / (2**zoom) / scale
+
+
+def parse_kitti_time(text: str) -> int:
+    """Return integer UTC nanoseconds of a KITTI stamp ``2011-09-26 13:02:25.964389445``."""
+    text = text.strip()
+    whole, _, frac = text.partition(".")
+    try:
+        base = datetime.strptime(whole, "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc)
+    except ValueError:
+        raise ValueError(f"time stamp {text!r} is not 'YYYY-MM-DD HH:MM:SS.fffffffff'") from None
+    if frac and not frac.isdigit():
+        raise ValueError(f"time stamp {text!r} has a non-numeric fraction")
+    nanos = int((frac + "000000000")[:9]) if frac else 0
+    return int(base.timestamp()) * 1_000_000_000 + nanos
+
+
+def stamp_from_name(name: str) -> int | None:
+    """Return nanoseconds from a file stem that is a Unix time in s, ms, us or ns, else None."""
+    stem = Path(name).stem
+    if not stem.isdigit():
+        return None
+    digits = len(stem)
+    scale = {10: 1_000_000_000, 13: 1_000_000, 16: 1_000, 19: 1}.get(digits)
+    return int(stem) * scale if scale else None
+
+
+# -- synthetic GNSS degradation -------------------------------------------------------------
+
+
+@dataclass
+class GnssDegradation:
+    """Make a GNSS fix worse than the recording's, reproducibly.
+
+    The horizontal error is ``bias + noise``: ``noise`` is white with ``noise_m`` standard
+    deviation per axis; ``bias`` is a first-order Gauss-Markov process (steady-state standard
+    deviation ``bias_m`` per axis, correlation time ``bias_tau_s``) that also takes steps of
+    ``jump_m`` in a random direction at a mean rate of ``jump_rate_hz``; a step decays with the
+    bias. The published covariance adds ``noise_m**2 + bias_m**2`` per axis to the source's;
+    the steps are deliberately left out of it, as real multipath jumps are.
+    """
+
+    noise_m: float = 0.0
+    bias_m: float = 0.0
+    bias_tau_s: float = 60.0
+    jump_rate_hz: float = 0.0
+    jump_m: float = 0.0
+    yaw_noise_deg: float = 0.0
+    seed: int = 0
+    _rng: np.random.Generator = field(init=False, repr=False)
+    _bias: np.ndarray = field(init=False, repr=False)
+    _last_t: float | None = field(init=False, repr=False, default=None)
+
+    def __post_init__(self) -> None:
+        for name in ("noise_m", "bias_m", "jump_rate_hz", "jump_m", "yaw_noise_deg"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0.0):
+                raise ValueError(f"GNSS degradation {name} must be >= 0, got {value}")
+        if not self.bias_tau_s > 0.0:
+            raise ValueError(f"GNSS bias correlation time must be > 0 s, got {self.bias_tau_s}")
+        self._rng = np.random.default_rng(self.seed)
+        self._bias = self._rng.normal(0.0, self.bias_m, 2) if self.bias_m > 0 else np.zeros(2)
+
+    @property
+    def active(self) -> bool:
+        """Return whether any degradation is configured."""
+        return any(
+            v > 0 for v in (self.noise_m, self.bias_m, self.jump_rate_hz * self.jump_m,
+                            self.yaw_noise_deg)
+        )
+
+    @property
+    def added_variance_m2(self) -> float:
+        """Return the per-axis variance the degradation adds to the published covariance."""
+        return self.noise_m**2 + self.bias_m**2
+
+    def offset(self, t_s: float) -> tuple[float, float]:
+        """Return the (east, north) error in metres to add to the fix at time ``t_s``."""
+        dt = 0.0 if self._last_t is None else max(0.0, t_s - self._last_t)
+        self._last_t = t_s
+        if dt > 0.0:
+            phi = math.exp(-dt / self.bias_tau_s)
+            self._bias = self._bias * phi
+            if self.bias_m > 0:
+                self._bias += self._rng.normal(0.0, self.bias_m * math.sqrt(1 - phi * phi), 2)
+            if self.jump_rate_hz > 0 and self.jump_m > 0:
+                for _ in range(self._rng.poisson(self.jump_rate_hz * dt)):
+                    angle = self._rng.uniform(0.0, 2.0 * math.pi)
+                    self._bias += self.jump_m * np.array([math.cos(angle), math.sin(angle)])
+        noise = self._rng.normal(0.0, self.noise_m, 2) if self.noise_m > 0 else np.zeros(2)
+        total = self._bias + noise
+        return float(total[0]), float(total[1])
+
+    def yaw_error_rad(self) -> float:
+        """Return a heading error in radians for one orientation sample."""
+        if self.yaw_noise_deg <= 0:
+            return 0.0
+        return math.radians(float(self._rng.normal(0.0, self.yaw_noise_deg)))
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> GnssDegradation:
+        """Build from the ``--gnss-*`` command-line options."""
+        return cls(
+            noise_m=args.gnss_noise_m,
+            bias_m=args.gnss_bias_m,
+            bias_tau_s=args.gnss_bias_tau_s,
+            jump_rate_hz=args.gnss_jump_rate_hz,
+            jump_m=args.gnss_jump_m,
+            yaw_noise_deg=args.yaw_noise_deg,
+            seed=args.seed,
+        )
+
+
+def add_degradation_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``--gnss-*`` options of :class:`GnssDegradation`."""
+    group = parser.add_argument_group(
+        "synthetic GNSS degradation (off by default; ground truth is never degraded)"
+    )
+    group.add_argument("--gnss-noise-m", type=float, default=0.0,
+                       help="white noise per fix and axis, standard deviation (m)")
+    group.add_argument("--gnss-bias-m", type=float, default=0.0,
+                       help="slowly drifting bias, steady-state standard deviation (m)")
+    group.add_argument("--gnss-bias-tau-s", type=float, default=60.0,
+                       help="correlation time of the drifting bias (s)")
+    group.add_argument("--gnss-jump-rate-hz", type=float, default=0.0,
+                       help="mean rate of sudden position jumps (1/s)")
+    group.add_argument("--gnss-jump-m", type=float, default=0.0,
+                       help="size of each jump (m); it decays with the bias")
+    group.add_argument("--yaw-noise-deg", type=float, default=0.0,
+                       help="white noise on the IMU heading (deg)")
+    group.add_argument("--seed", type=int, default=0, help="random seed of the degradation")
+
+
+def add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options every converter shares: output bag, storage, tiles, overwrite."""
+    parser.add_argument("--out", required=True, type=Path, help="output rosbag2 directory")
+    parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap",
+                        help="rosbag2 storage: mcap (Iron and newer) or sqlite3 (Humble)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    parser.add_argument("--map-frame", default="map",
+                        help="frame id of the ground-truth poses (local ENU at the datum)")
+    parser.add_argument("--datum", type=latlon_arg, default=None, metavar="LAT,LON",
+                        help="origin of the ground-truth ENU frame (default: first pose)")
+
+
+def add_tiles_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of the satellite tile cache built from a dataset's satellite images."""
+    parser.add_argument("--tiles", type=Path, default=None,
+                        help="tile cache to build from the satellite images (.mbtiles file or "
+                             "XYZ folder; default: <out>.mbtiles beside the bag)")
+    parser.add_argument("--no-tiles", action="store_true",
+                        help="do not build a tile cache")
+
+
+def latlon_arg(text: str) -> tuple[float, float]:
+    """Parse ``LAT,LON`` (degrees) for argparse."""
+    try:
+        lat, lon = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LAT,LON, got {text!r}") from None
+    if not (-90.0 < lat < 90.0 and -180.0 <= lon <= 180.0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a valid latitude,longitude")
+    return lat, lon
+
+
+def tiles_path(args: argparse.Namespace) -> Path | None:
+    """Return where to build the tile cache, or None when disabled."""
+    if args.no_tiles:
+        return None
+    if args.tiles is not None:
+        return Path(args.tiles)
+    out = Path(args.out)
+    return out.with_name(out.name + ".mbtiles")
+
+
+# -- satellite mosaic -----------------------------------------------------------------------
+
+
+@dataclass
+class Satmap:
+    """A north-up satellite image centred at (lat, lon), ``mpp`` true metres per pixel."""
+
+    path: Path
+    lat: float
+    lon: float
+    mpp: float
+
+
+def _select_spread(satmaps: Sequence[Satmap], enu: object, min_spacing_m: float
+                   ) -> list[tuple[Satmap, float, float]]:
+    """Keep satmaps at least ``min_spacing_m`` from every kept one (they overlap heavily)."""
+    kept: list[tuple[Satmap, float, float]] = []
+    for sat in satmaps:
+        east, north = enu.forward(sat.lat, sat.lon)  # type: ignore[attr-defined]
+        if all(math.hypot(east - e, north - n) >= min_spacing_m for _, e, n in kept):
+            kept.append((sat, float(east), float(north)))
+    return kept
+
+
+def build_mosaic(satmaps: Sequence[Satmap], max_side_px: int = 20001
+                 ) -> tuple[np.ndarray, float, float, float]:
+    """Paste north-up satellite images into one north-up mosaic.
+
+    Returns ``(image RGB, centre_lat, centre_lon, mpp)``: the centre is the mosaic's centre
+    pixel (its side lengths are odd, so the centre is a pixel centre) and ``mpp`` that of the
+    first image; each image is resampled by its sub-pixel offset and pasted only where the
+    mosaic is still empty, so seams never blend two images.
+    """
+    import cv2
+
+    from denseflow_ros.geo import LocalEnu
+
+    if not satmaps:
+        raise ValueError("no satellite images to build a tile cache from")
+    lat0 = float(np.mean([s.lat for s in satmaps]))
+    lon0 = float(np.mean([s.lon for s in satmaps]))
+    enu = LocalEnu(lat0, lon0)
+    first = cv2.imread(str(satmaps[0].path), cv2.IMREAD_COLOR)
+    if first is None:
+        raise ValueError(f"satellite image {satmaps[0].path} cannot be read")
+    side_m = min(first.shape[:2]) * satmaps[0].mpp
+    kept = _select_spread(satmaps, enu, side_m / 4.0)
+    mpp = satmaps[0].mpp
+    half_w = half_h = 0.0
+    for _sat, east, north in kept:
+        half_w = max(half_w, abs(east) / mpp + first.shape[1] / 2 + 1)
+        half_h = max(half_h, abs(north) / mpp + first.shape[0] / 2 + 1)
+    width, height = 2 * math.ceil(half_w) + 1, 2 * math.ceil(half_h) + 1
+    if max(width, height) > max_side_px:
+        raise ValueError(
+            f"the satellite images span {width} x {height} px, more than {max_side_px}; "
+            "convert a shorter part of the drive"
+        )
+    mosaic = np.zeros((height, width, 3), np.uint8)
+    filled = np.zeros((height, width), bool)
+    cx, cy = width // 2, height // 2
+    for sat, east, north in kept:
+        bgr = cv2.imread(str(sat.path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            LOG.warning("skipping unreadable satellite image %s", sat.path)
+            continue
+        scale = sat.mpp / mpp
+        h, w = bgr.shape[:2]
+        # Mosaic pixel of the image's centre ((w - 1) / 2, (h - 1) / 2).
+        u = cx + east / mpp
+        v = cy - north / mpp
+        u0, v0 = math.floor(u - scale * (w - 1) / 2), math.floor(v - scale * (h - 1) / 2)
+        out_w, out_h = math.ceil(scale * w) + 2, math.ceil(scale * h) + 2
+        shift_u = u - scale * (w - 1) / 2 - u0
+        shift_v = v - scale * (h - 1) / 2 - v0
+        warp = np.array([[scale, 0.0, shift_u], [0.0, scale, shift_v]])
+        patch = cv2.warpAffine(bgr, warp, (out_w, out_h), flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_CONSTANT)
+        valid = cv2.warpAffine(np.full((h, w), 255, np.uint8), warp, (out_w, out_h),
+                               flags=cv2.INTER_NEAREST) > 0
+        ys, xs = slice(max(v0, 0), min(v0 + out_h, height)), slice(max(u0, 0),
+                                                                    min(u0 + out_w, width))
+        py = slice(ys.start - v0, ys.stop - v0)
+        px = slice(xs.start - u0, xs.stop - u0)
+        take = valid[py, px] & ~filled[ys, xs]
+        mosaic[ys, xs][take] = patch[py, px][take][:, ::-1]
+        filled[ys, xs] |= take
+    centre_lat, centre_lon = enu.inverse(0.0, 0.0)
+    return mosaic, float(centre_lat), float(centre_lon), mpp
+
+
+def build_tile_cache(satmaps: Sequence[Satmap], out_path: Path) -> dict[str, float]:
+    """Build a tile cache at ``out_path`` from satellite images; return its facts."""
+    from denseflow_ros.geo.builders import build_from_image
+
+    image, lat, lon, mpp = build_mosaic(satmaps)
+    build_from_image(image, lat, lon, mpp, str(out_path), progress=False)
+    return {"tiles_center_lat": lat, "tiles_center_lon": lon, "tiles_mpp": mpp,
+            "tiles_width_px": float(image.shape[1]), "tiles_height_px": float(image.shape[0])}
