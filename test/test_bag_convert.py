@@ -189,35 +189,6 @@ def test_kitti_errors_are_one_sentence(tmp_path: Path, capsys: pytest.CaptureFix
     assert not (tmp_path / "bag").exists()
 
 
-def test_mosaic_places_satellite_images_by_position() -> None:
-    from denseflow_ros.geo import LocalEnu
-
-    world = np.random.default_rng(0).integers(0, 256, (81, 121, 3), dtype=np.uint8)
-    lat0, lon0, mpp = 49.0, 8.4, 0.2
-    enu = LocalEnu(lat0, lon0)
-    tmp = Path(__import__("tempfile").mkdtemp())
-    satmaps = []
-    # Two 41 x 41 crops of the world centred 30 px left and right of its centre.
-    for k, du in enumerate((-30, 30)):
-        crop = world[40 - 20:40 + 21, 60 + du - 20:60 + du + 21]
-        path = tmp / f"{k}.png"
-        cv2.imwrite(str(path), crop[:, :, ::-1])
-        lat, lon = enu.inverse(du * mpp, 0.0)
-        satmaps.append(bag_common.Satmap(path, float(lat), float(lon), mpp))
-    mosaic, lat, lon, out_mpp = bag_common.build_mosaic(satmaps)
-    assert out_mpp == mpp
-    h, w = mosaic.shape[:2]
-    assert h % 2 == 1 and w % 2 == 1
-    east, north = enu.forward(lat, lon)
-    assert abs(east) < 1e-6 and abs(north) < 1e-3
-    cy, cx = h // 2, w // 2
-    # Mosaic pixel (cx + du, cy + dv) shows world pixel (60 + du, 40 + dv).
-    region = mosaic[cy - 20:cy + 21, cx - 50:cx + 51].astype(int)
-    diff = np.abs(region - world[20:61, 10:111].astype(int))
-    assert diff[:, :41].max() <= 1 and diff[:, 60:].max() <= 1
-    assert region[:, 42:59].max() == 0  # between the two images nothing is invented
-
-
 FORD_LOG = "2017-10-26/V2/Log1"
 FL_INTRINSICS = """height: 860
 width: 1656
@@ -353,3 +324,22 @@ def test_ford_recording_ned_to_enu(tmp_path: Path) -> None:
     assert [m.msg.header.frame_id for m in images] == ["camera_front_left"] * 4
     np.testing.assert_array_equal(bagio.image_array(images[2].msg), _image(22))
     assert float(bagio_custom(out)["map_origin_fit_rms_m"]) < 1e-6
+
+
+def test_kitti_builds_tile_cache_from_satmaps(tmp_path: Path) -> None:
+    from denseflow_ros.geo import SatelliteCache
+
+    make_kitti(tmp_path / "KITTI", with_satmaps=True)
+    out = tmp_path / "bag"
+    rc = cli_main(["bag", "kitti", "--root", str(tmp_path / "KITTI"), "--drive", DRIVE,
+                   "--out", str(out)])
+    assert rc == 0
+    tiles = tmp_path / "bag.mbtiles"
+    assert tiles.is_file()
+    custom = bagio_custom(out)
+    assert float(custom["tiles_zoom"]) == 19  # zoom 18 at scale 2 has zoom 19's pixels
+    o = _oxts(0)
+    crop = SatelliteCache(tiles).crop(o[0], o[1], 0.0, 21, 0.2)
+    # The 40 px image of frame 0 spans 7.8 m around its fix: a 4 m crop there is all its grey.
+    assert crop.coverage == 1.0
+    assert np.abs(crop.image.astype(int) - 90).max() <= 1

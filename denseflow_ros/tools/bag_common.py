@@ -210,89 +210,41 @@ class Satmap:
     mpp: float
 
 
-def _select_spread(satmaps: Sequence[Satmap], enu: object, min_spacing_m: float
-                   ) -> list[tuple[Satmap, float, float]]:
-    """Keep satmaps at least ``min_spacing_m`` from every kept one (they overlap heavily)."""
-    kept: list[tuple[Satmap, float, float]] = []
-    for sat in satmaps:
-        east, north = enu.forward(sat.lat, sat.lon)  # type: ignore[attr-defined]
-        if all(math.hypot(east - e, north - n) >= min_spacing_m for _, e, n in kept):
-            kept.append((sat, float(east), float(north)))
-    return kept
+def spread_out(satmaps: Sequence[Satmap], min_spacing_m: float) -> list[Satmap]:
+    """Keep satellite images at least ``min_spacing_m`` from every kept one.
 
-
-def build_mosaic(satmaps: Sequence[Satmap], max_side_px: int = 20001
-                 ) -> tuple[np.ndarray, float, float, float]:
-    """Paste north-up satellite images into one north-up mosaic.
-
-    Returns ``(image RGB, centre_lat, centre_lon, mpp)``: the centre is the mosaic's centre
-    pixel (its side lengths are odd, so the centre is a pixel centre) and ``mpp`` that of the
-    first image; each image is resampled by its sub-pixel offset and pasted only where the
-    mosaic is still empty, so seams never blend two images.
+    A drive has one image per frame and neighbours overlap almost entirely; the tile cache
+    needs only enough of them to cover the route.
     """
-    import cv2
-
     from denseflow_ros.geo import LocalEnu
 
     if not satmaps:
-        raise ValueError("no satellite images to build a tile cache from")
-    lat0 = float(np.mean([s.lat for s in satmaps]))
-    lon0 = float(np.mean([s.lon for s in satmaps]))
-    enu = LocalEnu(lat0, lon0)
-    first = cv2.imread(str(satmaps[0].path), cv2.IMREAD_COLOR)
-    if first is None:
-        raise ValueError(f"satellite image {satmaps[0].path} cannot be read")
-    side_m = min(first.shape[:2]) * satmaps[0].mpp
-    kept = _select_spread(satmaps, enu, side_m / 4.0)
-    mpp = satmaps[0].mpp
-    half_w = half_h = 0.0
-    for _sat, east, north in kept:
-        half_w = max(half_w, abs(east) / mpp + first.shape[1] / 2 + 1)
-        half_h = max(half_h, abs(north) / mpp + first.shape[0] / 2 + 1)
-    width, height = 2 * math.ceil(half_w) + 1, 2 * math.ceil(half_h) + 1
-    if max(width, height) > max_side_px:
-        raise ValueError(
-            f"the satellite images span {width} x {height} px, more than {max_side_px}; "
-            "convert a shorter part of the drive"
-        )
-    mosaic = np.zeros((height, width, 3), np.uint8)
-    filled = np.zeros((height, width), bool)
-    cx, cy = width // 2, height // 2
-    for sat, east, north in kept:
-        bgr = cv2.imread(str(sat.path), cv2.IMREAD_COLOR)
-        if bgr is None:
-            LOG.warning("skipping unreadable satellite image %s", sat.path)
-            continue
-        scale = sat.mpp / mpp
-        h, w = bgr.shape[:2]
-        # Mosaic pixel of the image's centre ((w - 1) / 2, (h - 1) / 2).
-        u = cx + east / mpp
-        v = cy - north / mpp
-        u0, v0 = math.floor(u - scale * (w - 1) / 2), math.floor(v - scale * (h - 1) / 2)
-        out_w, out_h = math.ceil(scale * w) + 2, math.ceil(scale * h) + 2
-        shift_u = u - scale * (w - 1) / 2 - u0
-        shift_v = v - scale * (h - 1) / 2 - v0
-        warp = np.array([[scale, 0.0, shift_u], [0.0, scale, shift_v]])
-        patch = cv2.warpAffine(bgr, warp, (out_w, out_h), flags=cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_CONSTANT)
-        valid = cv2.warpAffine(np.full((h, w), 255, np.uint8), warp, (out_w, out_h),
-                               flags=cv2.INTER_NEAREST) > 0
-        ys, xs = slice(max(v0, 0), min(v0 + out_h, height)), slice(max(u0, 0),
-                                                                    min(u0 + out_w, width))
-        py = slice(ys.start - v0, ys.stop - v0)
-        px = slice(xs.start - u0, xs.stop - u0)
-        take = valid[py, px] & ~filled[ys, xs]
-        mosaic[ys, xs][take] = patch[py, px][take][:, ::-1]
-        filled[ys, xs] |= take
-    centre_lat, centre_lon = enu.inverse(0.0, 0.0)
-    return mosaic, float(centre_lat), float(centre_lon), mpp
+        return []
+    enu = LocalEnu(satmaps[0].lat, satmaps[0].lon)
+    kept: list[tuple[Satmap, float, float]] = []
+    for sat in satmaps:
+        east, north = enu.forward(sat.lat, sat.lon)
+        if all(math.hypot(east - e, north - n) >= min_spacing_m for _, e, n in kept):
+            kept.append((sat, float(east), float(north)))
+    return [sat for sat, _, _ in kept]
 
 
 def build_tile_cache(satmaps: Sequence[Satmap], out_path: Path) -> dict[str, float]:
-    """Build a tile cache at ``out_path`` from satellite images; return its facts."""
-    from denseflow_ros.geo.builders import build_from_image
+    """Build a tile cache at ``out_path`` from Web Mercator satellite images; return facts.
 
-    image, lat, lon, mpp = build_mosaic(satmaps)
-    build_from_image(image, lat, lon, mpp, str(out_path), progress=False)
-    return {"tiles_center_lat": lat, "tiles_center_lon": lon, "tiles_mpp": mpp,
-            "tiles_width_px": float(image.shape[1]), "tiles_height_px": float(image.shape[0])}
+    Images closer than a quarter of their side to an already used one are skipped; where
+    images overlap the tile builder takes the one whose centre is nearest.
+    """
+    import cv2
+
+    from denseflow_ros.geo.builders import build_from_sources
+
+    if not satmaps:
+        raise ValueError("no satellite images to build a tile cache from")
+    first = cv2.imread(str(satmaps[0].path), cv2.IMREAD_COLOR)
+    if first is None:
+        raise ValueError(f"satellite image {satmaps[0].path} cannot be read")
+    used = spread_out(satmaps, min(first.shape[:2]) * satmaps[0].mpp / 4.0)
+    result = build_from_sources([(s.path, s.lat, s.lon, s.mpp) for s in used], out_path,
+                                projection="mercator", progress=False)
+    return {"tiles_zoom": float(result.zoom), "tiles_images": float(len(used))}
