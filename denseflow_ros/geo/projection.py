@@ -139,8 +139,7 @@ class Utm:
         self._ensure_zone(lat, lon)
         scalar = _is_scalar(lat, lon)
         factors = self._proj.get_factors(np.asarray(lon, float), np.asarray(lat, float))
-        # PROJ reports the angle from grid north to true north, clockwise positive.
-        gamma = -np.asarray(factors.meridian_convergence, dtype=np.float64)
+        gamma = np.asarray(factors.meridian_convergence, dtype=np.float64)
         return _out(gamma, scalar)
 
     def yaw_true_to_grid_rad(self, yaw_rad: float, lat: float, lon: float) -> float:
