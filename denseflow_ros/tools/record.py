@@ -1,0 +1,155 @@
+# Copyright 2026 The denseflow_ros Authors
+# SPDX-License-Identifier: Apache-2.0
+"""``denseflow record --topics ... --out BAG``: record topics into a rosbag2 (no rosbag2 needed).
+
+Each topic's type is taken from the ROS graph once a publisher appears; messages are stored
+as received (serialized CDR) with their receive time as the bag timestamp, as ``ros2 bag
+record`` does. Recording stops on Ctrl-C / SIGTERM, after ``--duration``, after
+``--max-messages`` or when no message arrived for ``--idle-timeout`` seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from denseflow_ros.tools import replay_dds
+
+LOG = logging.getLogger("denseflow.record")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``denseflow record`` options."""
+    parser.add_argument("--topics", nargs="+", required=True, metavar="TOPIC",
+                        help="topics to record")
+    parser.add_argument("--out", type=Path, required=True, help="output rosbag2 directory")
+    parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    add_stop_arguments(parser)
+    replay_dds.add_dds_arguments(parser)
+
+
+def add_stop_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options that end a recording."""
+    parser.add_argument("--duration", type=float, default=0.0,
+                        help="stop after this many seconds (0: no limit)")
+    parser.add_argument("--max-messages", type=int, default=0,
+                        help="stop after this many messages in all (0: no limit)")
+    parser.add_argument("--idle-timeout", type=float, default=0.0,
+                        help="stop when no message arrived for this many seconds after the "
+                             "first (0: never)")
+    parser.add_argument("--discovery-timeout", type=float, default=10.0,
+                        help="seconds to wait for each topic's publisher to appear")
+    parser.add_argument("--reliability", choices=("reliable", "best_effort"),
+                        default="reliable",
+                        help="subscription reliability (best_effort also takes best-effort "
+                             "publishers)")
+
+
+def record(
+    topics: Sequence[str],
+    on_message: Callable[[str, str, int, bytes], None],
+    args: argparse.Namespace,
+    stop: list[bool],
+) -> dict:
+    """Subscribe to ``topics`` (raw) and call ``on_message(topic, type, receive_ns, cdr)``.
+
+    Returns counts and the topics whose type never appeared. rclpy must not be initialised.
+    """
+    import rclpy
+    from rclpy.signals import SignalHandlerOptions
+
+    if any(not t.startswith("/") for t in topics):
+        raise ValueError("topics must be absolute names starting with '/'")
+    rclpy.init(args=None, signal_handler_options=SignalHandlerOptions.NO)
+    counts = dict.fromkeys(topics, 0)
+    types: dict[str, str] = {}
+    state = {"last": 0.0, "total": 0}
+    try:
+        node = rclpy.create_node("denseflow_record")
+        qos = replay_dds.qos_profile(args.reliability, depth=100)
+
+        def subscribe(topic: str, msg_type: str) -> None:
+            def callback(data: bytes) -> None:
+                on_message(topic, msg_type, time.time_ns(), data)
+                counts[topic] += 1
+                state["total"] += 1
+                state["last"] = time.monotonic()
+
+            node.create_subscription(replay_dds.message_class(msg_type), topic, callback, qos,
+                                     raw=True)
+            types[topic] = msg_type
+            LOG.info("recording %s (%s)", topic, msg_type)
+
+        start = time.monotonic()
+        while not stop[0]:
+            now = time.monotonic()
+            pending = [t for t in topics if t not in types]
+            if pending and now - start <= args.discovery_timeout:
+                graph = dict(node.get_topic_names_and_types())
+                for topic in pending:
+                    if graph.get(topic):
+                        subscribe(topic, graph[topic][0])
+            elif pending and not types:
+                raise ValueError(f"no publisher of {', '.join(pending)} appeared within "
+                                 f"{args.discovery_timeout:g} s")
+            if args.duration > 0 and now - start >= args.duration:
+                break
+            if args.max_messages > 0 and state["total"] >= args.max_messages:
+                break
+            if (args.idle_timeout > 0 and state["total"] > 0
+                    and now - state["last"] >= args.idle_timeout):
+                break
+            rclpy.spin_once(node, timeout_sec=0.05)
+        node.destroy_node()
+    finally:
+        rclpy.try_shutdown()
+    return {"received": counts, "types": types,
+            "never_published": [t for t in topics if t not in types],
+            "interrupted": stop[0]}
+
+
+def install_stop_handlers() -> tuple[list[bool], Callable[[], None]]:
+    """Make SIGINT/SIGTERM set a stop flag; return it and a function restoring the handlers."""
+    stop = [False]
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop[0] = True
+
+    old_int = signal.signal(signal.SIGINT, on_signal)
+    old_term = signal.signal(signal.SIGTERM, on_signal)
+
+    def restore() -> None:
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
+
+    return stop, restore
+
+
+def main(args: argparse.Namespace) -> int:
+    """Record until stopped and print a JSON summary."""
+    from denseflow_ros.bagio import BagError, BagWriter
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    LOG.info("DDS: %s", replay_dds.apply_env(args))
+    stop, restore = install_stop_handlers()
+    try:
+        with BagWriter(args.out, args.storage, overwrite=args.overwrite,
+                       metadata={"recorded_by": "denseflow record"}) as bag:
+            summary = record(args.topics, lambda t, m, ns, data: bag.write(t, m, ns, data),
+                             args, stop)
+    except (ValueError, BagError, OSError) as err:
+        print(f"denseflow record: {err}", file=sys.stderr)
+        return 1
+    finally:
+        restore()
+    summary["bag"] = str(args.out)
+    print(json.dumps(summary, indent=2))
+    return 0
