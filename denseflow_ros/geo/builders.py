@@ -16,9 +16,9 @@ Where sources overlap, the source whose centre is nearest wins, pixel by pixel (
 partition by geodesic distance; no blending, so no ghosting where images disagree). Each
 source-to-tile map is computed exactly on a 9 x 9 grid and fitted with a quadratic (checked
 to 0.02 px), then each tile is sampled in one bilinear pass, after a Gaussian low-pass when
-the tiles are coarser than the source. Every pixel centre of an image is inside its
-footprint; tiles store transparent (alpha 0) pixels outside every footprint, and crops report
-them as invalid. Overview zooms are made by 2 x 2 area averaging of the finer zoom.
+the tiles are coarser than the source. An image's footprint reaches half a pixel beyond
+its outer pixel centres; tiles store transparent (alpha 0) pixels outside every footprint,
+and crops report them as invalid. Overview zooms are 2 x 2 area averages of the finer zoom.
 """
 
 from __future__ import annotations
@@ -100,6 +100,10 @@ class _Raster:
             raise ValueError(f"{self.path} is not a readable image")
         return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
+    def default_zoom(self) -> int:
+        """Return the coarsest zoom at least as fine as this image (1 % tolerance)."""
+        return zoom_for_mpp(self.mpp * 1.01, self.lat, TILE_PX)
+
     def pixel_of(self, lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Return (col, row) of latitudes/longitudes; integer values at pixel centres."""
         raise NotImplementedError
@@ -144,9 +148,16 @@ class _MercatorImage(_Raster):
         zoom = math.log2(EQUATOR_M * math.cos(math.radians(self.lat)) / (TILE_PX * self.mpp))
         if abs(zoom - round(zoom)) < 0.01:
             zoom = float(round(zoom))
+        self.zoom = zoom
         self.world_px = TILE_PX * 2.0 ** zoom
         cx, cy = lonlat_to_world(self.lon, self.lat)
         self._cx, self._cy = float(cx) * self.world_px, float(cy) * self.world_px
+
+    def default_zoom(self) -> int:
+        """Return the image's own zoom when it has one: its pixels then fall on tile pixels."""
+        if self.zoom == round(self.zoom) and 0 <= self.zoom <= MAX_ZOOM:
+            return int(self.zoom)
+        return super().default_zoom()
 
     def pixel_of(self, lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Return (col, row) of latitudes/longitudes."""
@@ -353,8 +364,9 @@ def _render_tile(rasters: Sequence[_Raster], candidates: list[int], z: int, x: i
             break
         raster = rasters[k]
         map_c, map_r = _tile_map(raster, z, x, y)
-        inside = ((map_c >= 0) & (map_c <= raster.width - 1)
-                  & (map_r >= 0) & (map_r <= raster.height - 1))
+        # A source pixel covers the ground half a pixel either side of its centre.
+        inside = ((map_c >= -0.5) & (map_c < raster.width - 0.5)
+                  & (map_r >= -0.5) & (map_r < raster.height - 0.5))
         if not inside.any():
             continue
         dist = np.hypot(map_c - raster.centre_col, map_r - raster.centre_row) * raster.mpp
@@ -383,7 +395,7 @@ def _build(rasters: Sequence[_Raster], out_path: str | os.PathLike, zoom: int | 
     if not rasters:
         raise ValueError("no source images to build tiles from")
     if zoom is None:
-        zoom = max(zoom_for_mpp(r.mpp * 1.0001, r.lat, TILE_PX) for r in rasters)
+        zoom = max(r.default_zoom() for r in rasters)
     if not 0 <= zoom <= MAX_ZOOM:
         raise ValueError(f"zoom must be in 0..{MAX_ZOOM}, got {zoom}")
     min_zoom = max(zoom - 2, 0) if min_zoom is None else min_zoom

@@ -1,0 +1,99 @@
+# Copyright 2026 The denseflow_ros Authors
+# SPDX-License-Identifier: Apache-2.0
+"""Crop benchmark for ``make bench``: warm 512 x 512 crop time against same-run baselines.
+
+A synthetic 1200 x 1200 px image (0.2 m/px) is turned into a tile cache in a temporary
+folder. Reported, as medians: the warm crop (tiles already decoded), the cold crop (a fresh
+cache, so every tile is read and decoded), and a naive path that rotates the whole tile
+mosaic and then resizes it (two resampling passes), run on the same warm tiles.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from denseflow_ros.geo.builders import build_from_image
+from denseflow_ros.geo.cache import SatelliteCache
+from denseflow_ros.geo.mercator import lonlat_to_world
+
+SIZE_PX = 512
+MPP = 0.2
+LAT, LON = 49.015, 8.43
+
+
+def _median_ms(function: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times)
+
+
+def _naive_crop(cache: SatelliteCache, lat: float, lon: float, heading_deg: float) -> np.ndarray:
+    """Mosaic -> rotate about the centre -> resize -> cut out: the path crops avoid."""
+    import cv2
+
+    zoom = cache.choose_zoom(MPP, lat)
+    tile_px = cache.source.tile_size
+    wx, wy = lonlat_to_world(lon, lat)
+    cx, cy = float(wx) * tile_px * (1 << zoom), float(wy) * tile_px * (1 << zoom)
+    source_mpp = 2 * math.pi * 6378137.0 * math.cos(math.radians(lat)) / (tile_px << zoom)
+    reach = SIZE_PX * MPP / source_mpp * math.sqrt(0.5) + 2
+    tx0, tx1 = int((cx - reach) // tile_px), int((cx + reach) // tile_px)
+    ty0, ty1 = int((cy - reach) // tile_px), int((cy + reach) // tile_px)
+    mosaic, _ = cache._mosaic(zoom, tx0, tx1, ty0, ty1)
+    centre = (cx - tx0 * tile_px - 0.5, cy - ty0 * tile_px - 0.5)
+    rotation = cv2.getRotationMatrix2D(centre, -heading_deg, 1.0)
+    rotated = cv2.warpAffine(mosaic, rotation, mosaic.shape[1::-1], flags=cv2.INTER_LINEAR)
+    scale = source_mpp / MPP
+    resized = cv2.resize(rotated, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    u0 = int(round(centre[0] * scale)) - SIZE_PX // 2
+    v0 = int(round(centre[1] * scale)) - SIZE_PX // 2
+    return resized[v0:v0 + SIZE_PX, u0:u0 + SIZE_PX]
+
+
+def run(report: Callable[[str], None]) -> None:
+    """Measure crop times and report them with ratios against same-run baselines."""
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (1200, 1200, 3), dtype=np.uint8)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "tiles"
+        build_from_image(image, LAT, LON, MPP, path, progress=False)
+        headings = [float(h) for h in rng.uniform(-180.0, 180.0, 64)]
+        positions = [(LAT + float(d), LON + float(e)) for d, e in
+                     zip(rng.uniform(-1e-4, 1e-4, 64), rng.uniform(-1e-4, 1e-4, 64))]
+
+        def cold() -> None:
+            with SatelliteCache(path, cache_mb=64) as fresh:
+                fresh.crop(*positions[0], headings[0], SIZE_PX, MPP)
+
+        cold_ms = _median_ms(cold, 7)
+        with SatelliteCache(path, cache_mb=256) as cache:
+            for (lat, lon), heading in zip(positions, headings):
+                cache.crop(lat, lon, heading, SIZE_PX, MPP)  # decode every tile once
+            index = iter(range(10**9))
+
+            def warm() -> None:
+                i = next(index) % len(headings)
+                cache.crop(*positions[i], headings[i], SIZE_PX, MPP)
+
+            def naive() -> None:
+                i = next(index) % len(headings)
+                _naive_crop(cache, *positions[i], headings[i])
+
+            warm_ms = _median_ms(warm, 60)
+            naive_ms = _median_ms(naive, 30)
+    report(f"crop {SIZE_PX}x{SIZE_PX} at {MPP} m/px, warm tiles: median {warm_ms:.2f} ms "
+           f"(target < 10 ms)")
+    report(f"  cold crop (fresh cache, decode tiles): {cold_ms:.2f} ms = "
+           f"{cold_ms / warm_ms:.1f}x the warm crop")
+    report(f"  naive mosaic -> rotate -> resize on warm tiles: {naive_ms:.2f} ms = "
+           f"{naive_ms / warm_ms:.1f}x the warm crop")

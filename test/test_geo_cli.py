@@ -1,0 +1,97 @@
+# Copyright 2026 The denseflow_ros Authors
+# SPDX-License-Identifier: Apache-2.0
+"""``denseflow tiles info|crop|build`` through the real command-line entry point."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from denseflow_ros.cli import main
+from denseflow_ros.geo import SatelliteCache
+
+LAT, LON, MPP = 52.52, 13.405, 0.25
+
+
+@pytest.fixture(scope="module")
+def source_png(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    rng = np.random.default_rng(2)
+    image = cv2.GaussianBlur(rng.integers(0, 256, (300, 300, 3), dtype=np.uint8), (0, 0), 1.5)
+    path = tmp_path_factory.mktemp("src") / "ortho.png"
+    cv2.imwrite(str(path), image)
+    return path
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_build_info_and_crop(source_png: Path, tmp_path: Path,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    cache = tmp_path / "berlin.mbtiles"
+    code, out, _ = run(["tiles", "build", "--image", str(source_png), "--center-lat", str(LAT),
+                        "--center-lon", str(LON), "--mpp", str(MPP), "--out", str(cache),
+                        "--no-progress"], capsys)
+    assert code == 0 and "zoom 19" in out and cache.is_file()
+    code, out, _ = run(["tiles", "info", str(cache), "--json"], capsys)
+    info = json.loads(out)
+    assert code == 0 and info["kind"] == "mbtiles" and info["maxzoom"] == 19
+    west, south, east, north = info["bounds"]
+    assert west < LON < east and south < LAT < north
+    assert info["tiles"] == sum(z["tiles"] for z in info["zooms"].values())
+    assert all(0 < z["fill"] <= 1 for z in info["zooms"].values())
+    code, out, _ = run(["tiles", "info", str(cache)], capsys)
+    assert code == 0 and "zooms 17..19" in out and "bounds" in out
+    crop_png = tmp_path / "crop.png"
+    code, out, _ = run(["tiles", "crop", "--cache", str(cache), "--lat", str(LAT), "--lon",
+                        str(LON), "--heading-deg", "30", "--size-px", "64", "--mpp", "0.3",
+                        "--out", str(crop_png), "--mask-out", str(tmp_path / "mask.png")],
+                       capsys)
+    assert code == 0 and "coverage 1.0000" in out
+    written = cv2.cvtColor(cv2.imread(str(crop_png)), cv2.COLOR_BGR2RGB)
+    with SatelliteCache(cache) as satellite:
+        expected = satellite.crop(LAT, LON, 30.0, 64, 0.3).image
+    assert np.array_equal(written, expected)
+    assert (cv2.imread(str(tmp_path / "mask.png"), cv2.IMREAD_GRAYSCALE) == 255).all()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["tiles", "info", "/nonexistent/tiles"], "does not exist"),
+    (["tiles", "build", "--out", "OUT"], "exactly one source"),
+    (["tiles", "build", "--out", "OUT", "--image", "x.png"], "needs --center-lat"),
+    (["tiles", "build", "--out", "OUT", "--kitti-satmap", "s"], "needs --kitti-oxts"),
+])
+def test_errors_are_one_sentence(args: list[str], message: str, tmp_path: Path,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    args = [str(tmp_path / "out") if a == "OUT" else a for a in args]
+    code, out, err = run(args, capsys)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_crop_outside_the_cache_reports_zero_coverage(source_png: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    cache = tmp_path / "xyz"
+    assert run(["tiles", "build", "--image", str(source_png), "--center-lat", str(LAT),
+                "--center-lon", str(LON), "--mpp", str(MPP), "--out", str(cache),
+                "--no-progress", "--min-zoom", "19"], capsys)[0] == 0
+    code, out, _ = run(["tiles", "crop", "--cache", str(cache), "--lat", "0", "--lon", "0",
+                        "--mpp", "0.3", "--size-px", "32", "--out", str(tmp_path / "c.png")],
+                       capsys)
+    assert code == 0 and "coverage 0.0000" in out
+
+
+def test_tiles_info_does_not_import_heavy_modules(tmp_path: Path) -> None:
+    code = ("import sys; from denseflow_ros.cli import main; "
+            "rc = main(['tiles', 'info', sys.argv[1]]); "
+            "print(sorted(m for m in ('torch', 'rclpy', 'matplotlib') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "none")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip().endswith("[]")
