@@ -1,0 +1,383 @@
+# Copyright 2026 The denseflow_ros Authors
+# SPDX-License-Identifier: Apache-2.0
+"""``denseflow evaluate``: score published poses against a recording's ground truth.
+
+The recording is a bag made by ``denseflow bag`` (or ``denseflow sim``): ground truth as
+PoseStamped in a local ENU frame whose datum is in the bag's metadata, the GNSS fix and the
+IMU. The poses come from a bag (``--poses BAG``, e.g. made by ``denseflow record``) or live
+from a topic (``--poses /topic``), as PoseWithCovarianceStamped, PoseStamped or Odometry in
+the localizer's map frame (``--map-projection enu`` at ``--datum``, by default the bag's
+datum, or ``utm``).
+
+Each pose is matched to the ground truth with the nearest stamp (within ``--max-dt-s``); its
+prior is the fix nearest in time, moved from the antenna to ``base_link``, with the heading
+of the IMU sample nearest in time. Both are scored with :mod:`denseflow_ros.metrics`, the
+code ``training/`` uses, and printed side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from denseflow_ros.tools import record as record_tool
+from denseflow_ros.tools import replay_dds
+
+LOG = logging.getLogger("denseflow.evaluate")
+POSE_TYPES = (
+    "geometry_msgs/msg/PoseWithCovarianceStamped",
+    "geometry_msgs/msg/PoseStamped",
+    "nav_msgs/msg/Odometry",
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``denseflow evaluate`` options."""
+    parser.add_argument("--bag", type=Path, required=True,
+                        help="the recording with ground truth, fix and IMU")
+    parser.add_argument("--poses", required=True,
+                        help="a bag holding the poses, or a topic to record them from live")
+    parser.add_argument("--poses-topic", default=None,
+                        help="pose topic inside the poses bag (default: its only pose topic)")
+    parser.add_argument("--save-poses", type=Path, default=None,
+                        help="with a live topic: also write the received poses to this bag")
+    parser.add_argument("--json", type=Path, default=None, help="write the results document")
+    parser.add_argument("--plot", type=Path, default=None, help="write a trajectory plot (PNG)")
+    parser.add_argument("--ground-truth-topic", default=None,
+                        help="default: the bag's ground_truth_topic metadata")
+    parser.add_argument("--fix-topic", default=None, help="default: the bag's fix_topic")
+    parser.add_argument("--imu-topic", default=None, help="default: the bag's imu_topic")
+    parser.add_argument("--map-projection", choices=("enu", "utm"), default="enu",
+                        help="the poses' map frame (the localizer's map_projection)")
+    parser.add_argument("--datum", default=None, metavar="LAT,LON",
+                        help="the poses' ENU datum (default: the bag's ground-truth datum)")
+    parser.add_argument("--utm-zone", type=int, default=0,
+                        help="UTM zone of the poses (0: from the datum)")
+    parser.add_argument("--max-dt-s", type=float, default=0.05,
+                        help="largest stamp difference between a pose and its ground truth")
+    parser.add_argument("--max-prior-dt-s", type=float, default=0.5,
+                        help="largest stamp difference between a pose and its fix/IMU prior")
+    parser.add_argument("--antenna-x-m", type=float, default=0.0,
+                        help="GNSS antenna position in base_link, forward (as the localizer)")
+    parser.add_argument("--antenna-y-m", type=float, default=0.0,
+                        help="GNSS antenna position in base_link, left")
+    record_tool.add_stop_arguments(parser)
+    parser.set_defaults(idle_timeout=10.0)
+    replay_dds.add_dds_arguments(parser)
+
+
+@dataclass
+class Track:
+    """Time-sorted planar poses: stamps (ns), east/north (m), yaw (rad; NaN when unknown)."""
+
+    stamps: np.ndarray
+    east: np.ndarray
+    north: np.ndarray
+    yaw: np.ndarray
+
+    @classmethod
+    def build(cls, rows: list[tuple[int, float, float, float]]) -> Track:
+        """Build from (stamp_ns, east, north, yaw) rows in any order."""
+        rows = sorted(rows)
+        arr = np.array([r[1:] for r in rows], dtype=np.float64).reshape(-1, 3)
+        return cls(np.array([r[0] for r in rows], dtype=np.int64), arr[:, 0], arr[:, 1],
+                   arr[:, 2])
+
+    def nearest(self, stamp_ns: int, max_dt_s: float) -> int | None:
+        """Return the index of the sample nearest ``stamp_ns`` within ``max_dt_s``, or None."""
+        if self.stamps.size == 0:
+            return None
+        i = int(np.searchsorted(self.stamps, stamp_ns))
+        best = min((j for j in (i - 1, i) if 0 <= j < self.stamps.size),
+                   key=lambda j: abs(int(self.stamps[j]) - stamp_ns))
+        return best if abs(int(self.stamps[best]) - stamp_ns) <= max_dt_s * 1e9 else None
+
+
+_TOPIC = re.compile(r"^(/[A-Za-z_~][A-Za-z0-9_]*)+$")
+
+
+def is_topic(text: str) -> bool:
+    """Return whether ``text`` names a topic rather than a bag.
+
+    An existing path, or one under an existing top-level folder (``/home/me/poses``), is a
+    bag; any other absolute ROS name is a topic.
+    """
+    if Path(text).exists() or not _TOPIC.match(text):
+        return False
+    parts = text.strip("/").split("/")
+    return len(parts) == 1 or not Path("/", parts[0]).is_dir()
+
+
+def _custom_data(bag: Path) -> dict[str, str]:
+    import yaml
+
+    meta_path = bag / "metadata.yaml"
+    if not meta_path.is_file():
+        return {}
+    info = yaml.safe_load(meta_path.read_text()) or {}
+    return dict(info.get("rosbag2_bagfile_information", {}).get("custom_data") or {})
+
+
+def _pose_fields(msg: Any) -> tuple[Any, Any]:
+    """Return (position, orientation) of a PoseStamped, PoseWithCovarianceStamped or Odometry."""
+    pose = msg.pose
+    if hasattr(pose, "pose"):
+        pose = pose.pose
+    return pose.position, pose.orientation
+
+
+def _yaw(q: Any) -> float:
+    from denseflow_ros.bagio import yaw_from_quaternion
+
+    return yaw_from_quaternion(q.x, q.y, q.z, q.w)
+
+
+class MapToBag:
+    """Map-frame poses (the localizer's ENU or UTM) -> the bag's ground-truth ENU frame."""
+
+    def __init__(self, bag_datum: tuple[float, float], projection: str,
+                 datum: tuple[float, float], utm_zone: int) -> None:
+        from denseflow_ros.geo import LocalEnu, Utm
+
+        self.bag = LocalEnu(*bag_datum)
+        self.identity = projection == "enu" and datum == bag_datum
+        if projection == "enu":
+            self.map: Any = LocalEnu(*datum)
+        else:
+            zone = utm_zone or int((datum[1] + 180.0) // 6.0) % 60 + 1
+            self.map = Utm(zone=zone)
+
+    def __call__(self, x: float, y: float, yaw: float) -> tuple[float, float, float]:
+        """Return (east, north, yaw) in the bag frame of a map pose."""
+        if self.identity:
+            return x, y, yaw
+        # The yaw is carried over numerically: a 1 m step along it, in both frames.
+        lat, lon = self.map.inverse(x, y)
+        lat1, lon1 = self.map.inverse(x + math.cos(yaw), y + math.sin(yaw))
+        e, n = self.bag.forward(lat, lon)
+        e1, n1 = self.bag.forward(lat1, lon1)
+        return float(e), float(n), math.atan2(float(n1) - float(n), float(e1) - float(e))
+
+
+def _read_reference(args: argparse.Namespace, custom: dict[str, str]
+                    ) -> tuple[Track, Track, Track, tuple[float, float]]:
+    """Read ground truth, prior fixes (ENU at the bag datum) and IMU headings from the bag."""
+    from denseflow_ros import bagio
+    from denseflow_ros.geo import LocalEnu
+
+    try:
+        bag_datum = (float(custom["datum_lat"]), float(custom["datum_lon"]))
+    except (KeyError, ValueError):
+        raise ValueError(f"{args.bag} has no datum_lat/datum_lon metadata; it was not made by "
+                         "denseflow bag or denseflow sim") from None
+    gt_topic = args.ground_truth_topic or custom.get("ground_truth_topic")
+    fix_topic = args.fix_topic or custom.get("fix_topic")
+    imu_topic = args.imu_topic or custom.get("imu_topic")
+    if not gt_topic or not fix_topic:
+        raise ValueError("give --ground-truth-topic and --fix-topic (the bag's metadata "
+                         "does not name them)")
+    enu = LocalEnu(*bag_datum)
+    gt_rows, fix_rows, imu_rows = [], [], []
+    wanted = [t for t in (gt_topic, fix_topic, imu_topic) if t]
+    for item in bagio.iter_messages(args.bag, wanted):
+        msg = item.msg
+        stamp = bagio.stamp_to_ns(msg.header.stamp)
+        if item.topic == gt_topic:
+            position, orientation = _pose_fields(msg)
+            gt_rows.append((stamp, position.x, position.y, _yaw(orientation)))
+        elif item.topic == fix_topic:
+            if msg.status.status < 0 or not math.isfinite(msg.latitude):
+                continue
+            east, north = enu.forward(msg.latitude, msg.longitude)
+            fix_rows.append((stamp, float(east), float(north), math.nan))
+        elif msg.orientation_covariance[0] != -1.0:
+            imu_rows.append((stamp, 0.0, 0.0, _yaw(msg.orientation)))
+    if not gt_rows:
+        raise ValueError(f"{args.bag} has no ground truth on {gt_topic}")
+    return Track.build(gt_rows), Track.build(fix_rows), Track.build(imu_rows), bag_datum
+
+
+def _choose_pose_topic(path: Path, requested: str | None) -> str:
+    from denseflow_ros import bagio
+
+    topics = bagio.bag_topics(path)
+    if requested:
+        if requested not in topics:
+            raise ValueError(f"{path} has no topic {requested}")
+        return requested
+    candidates = [t for t, (typ, _) in topics.items() if typ in POSE_TYPES]
+    if len(candidates) != 1:
+        raise ValueError(f"{path} has {len(candidates)} pose topics ({', '.join(candidates)}); "
+                         "choose one with --poses-topic")
+    return candidates[0]
+
+
+def _read_poses_bag(path: Path, topic: str) -> list[tuple[int, float, float, float]]:
+    from denseflow_ros import bagio
+
+    rows = []
+    for item in bagio.iter_messages(path, [topic]):
+        position, orientation = _pose_fields(item.msg)
+        rows.append((bagio.stamp_to_ns(item.msg.header.stamp), position.x, position.y,
+                     _yaw(orientation)))
+    return rows
+
+
+def _record_poses(args: argparse.Namespace) -> list[tuple[int, float, float, float]]:
+    """Record the pose topic live (until a stop condition) and return its poses."""
+    from denseflow_ros import bagio
+    from denseflow_ros.bagio import BagWriter
+
+    LOG.info("DDS: %s", replay_dds.apply_env(args))
+    store = bagio.typestore("humble")
+    received: list[tuple[str, bytes]] = []
+    stop, restore = record_tool.install_stop_handlers()
+    writer = None
+    try:
+        if args.save_poses is not None:
+            writer = BagWriter(args.save_poses, "mcap",
+                               metadata={"recorded_by": "denseflow evaluate"})
+            writer.open()
+
+        def on_message(topic: str, msg_type: str, receive_ns: int, data: bytes) -> None:
+            received.append((msg_type, data))
+            if writer is not None:
+                writer.write(topic, msg_type, receive_ns, data)
+
+        summary = record_tool.record([args.poses], on_message, args, stop)
+        if writer is not None:
+            writer.close()
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    finally:
+        restore()
+    LOG.info("received %d poses on %s", summary["received"][args.poses], args.poses)
+    rows = []
+    for msg_type, data in received:
+        if msg_type not in POSE_TYPES:
+            raise ValueError(f"{args.poses} carries {msg_type}, not a pose type")
+        msg = store.deserialize_cdr(data, msg_type)
+        position, orientation = _pose_fields(msg)
+        rows.append((bagio.stamp_to_ns(msg.header.stamp), position.x, position.y,
+                     _yaw(orientation)))
+    return rows
+
+
+def evaluate(args: argparse.Namespace) -> tuple[dict, dict]:
+    """Return (the results document, details: matches, counts and the plotted tracks)."""
+    from denseflow_ros import metrics
+
+    custom = _custom_data(Path(args.bag))
+    truth, fixes, headings, bag_datum = _read_reference(args, custom)
+    if is_topic(args.poses):
+        rows = _record_poses(args)
+    else:
+        path = Path(args.poses)
+        if not path.exists():
+            raise ValueError(f"poses bag {args.poses} does not exist")
+        rows = _read_poses_bag(path, _choose_pose_topic(path, args.poses_topic))
+    if args.datum:
+        from denseflow_ros.tools.bag_common import latlon_arg
+
+        datum = latlon_arg(args.datum)
+    else:
+        datum = bag_datum
+    to_bag = MapToBag(bag_datum, args.map_projection, datum, args.utm_zone)
+
+    est, pri, tru = [], [], []
+    counts = {"poses": len(rows), "without_ground_truth": 0, "without_prior": 0}
+    ax, ay = args.antenna_x_m, args.antenna_y_m
+    for stamp, x, y, yaw in sorted(rows):
+        g = truth.nearest(stamp, args.max_dt_s)
+        if g is None:
+            counts["without_ground_truth"] += 1
+            continue
+        f = fixes.nearest(stamp, args.max_prior_dt_s)
+        h = headings.nearest(stamp, args.max_prior_dt_s)
+        if f is None or h is None:
+            counts["without_prior"] += 1
+            continue
+        heading = float(headings.yaw[h])
+        # The fix is the antenna's position; the prior base_link lies behind it.
+        c, s = math.cos(heading), math.sin(heading)
+        pri.append((fixes.east[f] - (c * ax - s * ay), fixes.north[f] - (s * ax + c * ay),
+                    heading))
+        est.append(to_bag(x, y, yaw))
+        tru.append((truth.east[g], truth.north[g], truth.yaw[g]))
+    if not est:
+        raise ValueError(
+            f"none of the {len(rows)} poses matched ground truth within {args.max_dt_s} s "
+            f"and a prior within {args.max_prior_dt_s} s")
+    e, p, t = (np.array(v, dtype=np.float64) for v in (est, pri, tru))
+    doc = metrics.evaluate_errors(
+        metrics.pose_errors(p[:, 0], p[:, 1], p[:, 2], t[:, 0], t[:, 1], t[:, 2]),
+        metrics.pose_errors(e[:, 0], e[:, 1], e[:, 2], t[:, 0], t[:, 1], t[:, 2]),
+    )
+    counts["ground_truth_frames"] = int(truth.stamps.size)
+    counts["matched"] = int(e.shape[0])
+    details = {"counts": counts, "estimate": e, "prior": p, "truth": t,
+               "ground_truth_track": np.stack([truth.east, truth.north], axis=1)}
+    return doc, details
+
+
+def plot_trajectory(details: dict, path: Path, title: str) -> None:
+    """Draw ground truth, priors and estimates (ENU metres) into a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    track, e, p = details["ground_truth_track"], details["estimate"], details["prior"]
+    fig, axes = plt.subplots(figsize=(8, 8))
+    axes.plot(track[:, 0], track[:, 1], "-", color="black", lw=1.5, label="ground truth")
+    axes.plot(p[:, 0], p[:, 1], ".", color="tab:orange", ms=5, label="prior (fix)")
+    axes.plot(e[:, 0], e[:, 1], ".", color="tab:blue", ms=5, label="estimate")
+    t = details["truth"]
+    for k in range(e.shape[0]):
+        axes.plot([t[k, 0], e[k, 0]], [t[k, 1], e[k, 1]], "-", color="tab:blue", lw=0.5,
+                  alpha=0.5)
+    axes.set_aspect("equal", adjustable="datalim")
+    axes.set_xlabel("east (m)")
+    axes.set_ylabel("north (m)")
+    axes.set_title(title)
+    axes.grid(True, alpha=0.3)
+    axes.legend(loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Evaluate, print the metrics table and write the JSON and plot when asked."""
+    from denseflow_ros import metrics
+    from denseflow_ros.bagio import BagError
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        doc, details = evaluate(args)
+    except (ValueError, BagError, OSError) as err:
+        print(f"denseflow evaluate: {err}", file=sys.stderr)
+        return 1
+    counts = details["counts"]
+    print(metrics.format_table(doc))
+    print(f"matched {counts['matched']} of {counts['poses']} poses "
+          f"({counts['without_ground_truth']} without ground truth, "
+          f"{counts['without_prior']} without a prior); "
+          f"{counts['ground_truth_frames']} ground-truth frames")
+    if args.json is not None:
+        args.json.write_text(json.dumps(doc, indent=2) + "\n")
+    if args.plot is not None:
+        plot_trajectory(details, args.plot, f"{Path(args.bag).name}: "
+                        f"{doc['estimate']['distance_median_m']:.2f} m median error")
+    return 0
