@@ -13,6 +13,7 @@ import pyproj
 import pytest
 
 from denseflow_ros.geo import SatelliteCache
+from denseflow_ros.geo import cache as cache_module
 from denseflow_ros.geo.builders import build_from_image
 
 GEOD = pyproj.Geod(ellps="WGS84")
@@ -124,3 +125,38 @@ def test_partial_coverage_matches_the_image_footprint(world: tuple[float, np.nda
     with SatelliteCache(path, cache_mb=16) as cache:
         far = cache.crop(lat0 + 1.0, LON, 0.0, 64, 0.25)
     assert far.coverage == 0.0 and not far.mask.any() and not far.image.any()
+
+
+@pytest.fixture(scope="module")
+def large_world(tmp_path_factory: pytest.TempPathFactory) -> tuple[np.ndarray, Path]:
+    # 1.6 km at 1 m/px and 60 deg north: the crop's map into the tiles is visibly curved.
+    image = synthetic_image(60, size=1600)
+    out = tmp_path_factory.mktemp("large") / "xyz"
+    build_from_image(image, 60.0, LON, 1.0, out, progress=False, min_zoom=16)
+    return image, out
+
+
+@pytest.mark.parametrize("path", ["quadratic", "exact"])
+def test_large_crop_matches_reference(large_world: tuple[np.ndarray, Path], path: str,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    image, tiles = large_world
+    if path == "exact":
+        monkeypatch.setattr(cache_module, "_FIT_TOLERANCE_PX", -1.0)
+    lon, lat, _ = GEOD.fwd(LON, 60.0, 200.0, 40.0)
+    with SatelliteCache(tiles, cache_mb=64) as cache:
+        crop = cache.crop(lat, lon, 37.0, 768, 1.5)
+    expected = reference_crop(image, 60.0, LON, 1.0, lat, lon, 37.0, 768, 1.5)
+    window = (slice(128, 640), slice(128, 640))
+    assert crop.mask[window].all()
+    assert shift_px(crop.image[window], expected[window]) < 0.1
+    assert max(quadrant_shifts(crop.image[window], expected[window])) < 0.2
+
+
+def test_affine_and_remap_paths_agree(world: tuple[float, np.ndarray, Path],
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    lat, _, path = world
+    with SatelliteCache(path, cache_mb=16) as cache:
+        fast = cache.crop(lat, LON, 21.0, 200, 0.27)
+        monkeypatch.setattr(cache_module, "_AFFINE_TOLERANCE_PX", -1.0)
+        remapped = cache.crop(lat, LON, 21.0, 200, 0.27)
+    assert np.abs(fast.image.astype(int) - remapped.image).max() <= 2

@@ -338,7 +338,9 @@ class SatelliteCache:
             map_x = ((ex - tx0 * tile_px) / factor).astype(np.float32)
             map_y = ((ey - ty0 * tile_px) / factor).astype(np.float32)
             affine = None
-        elif np.abs(coef_x[3:]).sum() + np.abs(coef_y[3:]).sum() < _AFFINE_TOLERANCE_PX:
+        elif max(np.abs(design[:, 3:] @ coef_x[3:]).max(),
+                 np.abs(design[:, 3:] @ coef_y[3:]).max()) < _AFFINE_TOLERANCE_PX:
+            # The curvature over the whole crop is under 0.01 px: one affine warp is exact.
             cx = np.array([coef_x[1], coef_x[2], coef_x[0] + shift_x]) / factor
             cy = np.array([coef_y[1], coef_y[2], coef_y[0] + shift_y]) / factor
             affine = np.array([[cx[0] / half, cx[1] / half, cx[2] - (cx[0] + cx[1]) * centre
