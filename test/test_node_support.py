@@ -307,6 +307,31 @@ class Client:
         msg.data = np.ascontiguousarray(image).tobytes()
         self.pub_image.publish(msg)
 
+    def diag(self) -> dict[str, str]:
+        """Return the key/values of the node's latest /diagnostics status."""
+        for msg in reversed(self.diagnostics):
+            for status in msg.status:
+                if "localizer" in status.name:
+                    return {kv.key: kv.value for kv in status.values}
+        return {}
+
+    def wait_diag(self, key: str, at_least: int, seconds: float = 20.0) -> bool:
+        """Spin until the diagnostics counter ``key`` reaches ``at_least``."""
+        return self.spin(seconds, lambda: int(self.diag().get(key, "0")) >= at_least)
+
+    def set_parameters(self, node: str, **values: Any) -> list[Any]:
+        """Call the node's set_parameters service; return the SetParametersResults."""
+        from rcl_interfaces.srv import SetParameters
+        from rclpy.parameter import Parameter
+
+        cli = self.node.create_client(SetParameters, f"{node}/set_parameters")
+        assert self.spin(20.0, cli.service_is_ready), "set_parameters service missing"
+        req = SetParameters.Request(
+            parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
+        future = cli.call_async(req)
+        assert self.spin(20.0, future.done)
+        return list(future.result().results)
+
     def close(self) -> None:
         """Shut the client's context down."""
         import rclpy

@@ -72,8 +72,20 @@ class LocalizerNode(LifecycleNode):
     def __init__(self, model_factory: ModelFactory | None = None, **kwargs: Any) -> None:
         super().__init__("localizer", **kwargs)
         self._model_factory = model_factory
+        from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+
         for name, spec in SPECS.items():
-            self.declare_parameter(name, spec.default, descriptor(name))
+            try:
+                self.declare_parameter(name, spec.default, descriptor(name))
+            except InvalidParameterValueException as exc:
+                raise ConfigError(f"parameter '{name}': {str(exc).split('Reason: ')[-1]}"
+                                  ) from exc
+            except InvalidParameterTypeException as exc:
+                raise ConfigError(f"parameter '{name}' must be of type "
+                                  f"{type(spec.default).__name__}") from exc
+            reason = check_choice(name, self.get_parameter(name).value)
+            if reason:
+                raise ConfigError(reason)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.stats = Stats()
         self._state = "unconfigured"
@@ -84,7 +96,7 @@ class LocalizerNode(LifecycleNode):
         self._headings: deque[tuple[int, float]] = deque(maxlen=400)
         self._previous: tuple[int, float] | None = None
         self._camera: tuple[np.ndarray, np.ndarray | None, int, int] | None = None
-        self._last_image_ns: int | None = None
+        self._newest_ns: int | None = None
         self._slot: tuple[Any, float] | None = None
         self._cond = threading.Condition()
         self._worker: threading.Thread | None = None
@@ -327,22 +339,33 @@ class LocalizerNode(LifecycleNode):
         fix = _Fix(_stamp_ns(msg.header.stamp), float(msg.latitude), float(msg.longitude),
                    conv.fix_covariance_en(msg, float(self._p("default_fix_std_m"))), msg)
         with self._lock:
-            if self._fixes and fix.t_ns < self._fixes[-1].t_ns - _CLOCK_JUMP_NS:
-                self._problem("clock_jump", "fix stamps jumped back; fix history cleared")
-                self._fixes.clear()
-                self._headings.clear()
-                self._previous = None
+            self._check_clock(fix.t_ns, "fix")
             keys = [f.t_ns for f in self._fixes]
             self._fixes.insert(bisect.bisect_right(keys, fix.t_ns), fix)
             horizon = self._fixes[-1].t_ns - int(_FIX_BUFFER_S * 1e9)
             while self._fixes and self._fixes[0].t_ns < horizon:
                 self._fixes.pop(0)
 
+    def _check_clock(self, t_ns: int, what: str) -> None:
+        """Forget inputs from before a backward clock jump (call with the lock held)."""
+        if self._newest_ns is not None and t_ns < self._newest_ns - _CLOCK_JUMP_NS:
+            self._problem("clock_jump", f"{what} stamp jumped back "
+                                        f"{(self._newest_ns - t_ns) / 1e9:.1f} s; history reset")
+            limit = t_ns + _CLOCK_JUMP_NS
+            self._fixes = [f for f in self._fixes if f.t_ns <= limit]
+            self._headings = deque((h for h in self._headings if h[0] <= limit),
+                                   maxlen=self._headings.maxlen)
+            self._previous = None
+            self._newest_ns = t_ns
+        elif self._newest_ns is None or t_ns > self._newest_ns:
+            self._newest_ns = t_ns
+
     def _add_heading(self, stamp: Any, yaw: float, what: str) -> None:
         if not math.isfinite(yaw):
             self._problem("bad_heading", f"{what} orientation is not a valid quaternion")
             return
         with self._lock:
+            self._check_clock(_stamp_ns(stamp), what)
             self._headings.append((_stamp_ns(stamp), yaw))
 
     def _on_imu(self, msg: Any) -> None:
@@ -434,13 +457,8 @@ class LocalizerNode(LifecycleNode):
         if loc is None:
             return
         t_ns = _stamp_ns(msg.header.stamp)
-        if self._last_image_ns is not None and t_ns < self._last_image_ns - _CLOCK_JUMP_NS:
-            self._problem("clock_jump", "image stamps jumped back; state reset")
-            with self._lock:
-                self._previous = None
-                self._fixes = [f for f in self._fixes if f.t_ns <= t_ns + _CLOCK_JUMP_NS]
-                self._headings.clear()
-        self._last_image_ns = t_ns
+        with self._lock:
+            self._check_clock(t_ns, "image")
         if hasattr(msg, "format"):
             image = conv.compressed_to_rgb(msg)
         else:
@@ -496,6 +514,9 @@ class LocalizerNode(LifecycleNode):
         values["device"] = self._device
         values["precision"] = str(self._p("precision"))
         values["heading_source"] = str(self._p("heading_source"))
+        loc = self._localizer
+        if loc is not None and hasattr(loc.model, "iterations"):
+            values["iterations"] = str(loc.model.iterations)
         self._diag_pub.publish(diagnostic_array(
             self.get_clock().now().to_msg(), f"{self.get_name()}: localizer",
             self.get_fully_qualified_name(), self._state, values))
@@ -518,7 +539,12 @@ def main(args: list[str] | None = None, model_factory: ModelFactory | None = Non
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
     rclpy.init(args=args)
-    node = LocalizerNode(model_factory=model_factory)
+    try:
+        node = LocalizerNode(model_factory=model_factory)
+    except ConfigError as exc:
+        rclpy.logging.get_logger("localizer").error(str(exc))
+        rclpy.try_shutdown()
+        return 1
     status = 0
     try:
         if node.get_parameter("autostart").value:

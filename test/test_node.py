@@ -1,0 +1,328 @@
+# Copyright 2026 The denseflow_ros Authors
+# SPDX-License-Identifier: Apache-2.0
+"""The localizer node as users start it: a separate process over real DDS."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_node_support import (
+    LAT0,
+    LON0,
+    Client,
+    intrinsics,
+    move,
+    start_node,
+    stop,
+    write_params,
+    write_tile_cache,
+)
+
+pytest.importorskip("rclpy")
+
+W, H = 160, 48
+NODE = "/localizer"
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from denseflow_ros.model import DenseFlow, get_preset, save_checkpoint
+
+    root = tmp_path_factory.mktemp("node")
+    model = root / "lite.pt"
+    save_checkpoint(DenseFlow(get_preset("lite")).eval(), model)
+    return {"model": model, "tiles": write_tile_cache(root / "xyz")}
+
+
+def _params(tmp_path: Path, assets: dict[str, Path], **extra: object) -> Path:
+    base = dict(model_path=str(assets["model"]), tile_cache=str(assets["tiles"]),
+                datum=[LAT0, LON0], warmup_runs=1, diagnostics_period_s=0.2, gate_sigma=0.0,
+                log_throttle_s=0.0)
+    return write_params(tmp_path / "params.yaml", **{**base, **extra})
+
+
+def _texture(seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 255, (H, W, 3), dtype=np.uint8)
+
+
+def _frame(client: Client, t: float, heading: float | None = 0.3, image: np.ndarray | None = None,
+           encoding: str = "rgb8", lat: float = LAT0, lon: float = LON0) -> None:
+    client.send_prior(t, lat, lon, heading)
+    client.spin(0.15)
+    client.send_image(t, _texture(int(abs(t))) if image is None else image, encoding)
+
+
+def _expect_pose(client: Client, n: int) -> None:
+    assert client.spin(30.0, lambda: len(client.poses) >= n), \
+        f"expected {n} poses, got {len(client.poses)}; diagnostics {client.diag()}"
+
+
+def _expect_rejected(client: Client, reason: str, n: int = 1) -> None:
+    assert client.wait_diag(f"rejected_{reason}", n), \
+        f"no rejection '{reason}' counted; diagnostics {client.diag()}"
+
+
+def test_node_publishes_poses_and_survives_bad_input(
+        tmp_path: Path, assets: dict[str, Path], ros_env: dict[str, str], ros_domain: int) -> None:
+    from sensor_msgs.msg import CameraInfo, Image
+
+    proc = start_node(_params(tmp_path, assets), ros_env)
+    client = Client(ros_domain)
+    try:
+        client.wait_for_node(proc)
+        k = intrinsics(W, H)
+        client.send_camera_info(k, W, H)
+        client.spin(0.2)
+        _frame(client, 100.0)
+        _expect_pose(client, 1)
+        pose = client.poses[0]
+        assert pose.header.frame_id == "map"
+        assert (pose.header.stamp.sec, pose.header.stamp.nanosec) == (100, 0)
+        cov = np.array(pose.pose.covariance).reshape(6, 6)
+        assert np.all(np.isfinite(cov)) and np.all(np.diag(cov) > 0)
+        assert cov[2, 2] == cov[3, 3] == cov[4, 4] == 1.0e6
+        assert client.spin(5.0, lambda: len(client.fixes) >= 1)
+        assert client.fixes[0].header.frame_id == "base_link"
+        assert abs(client.fixes[0].latitude - LAT0) < 1e-3
+
+        t = 101.0
+        bad_images = []
+        wrong_step = Image(height=H, width=W, encoding="rgb8", step=W)
+        wrong_step.data = _texture(1).tobytes()
+        bad_images.append(wrong_step)
+        short = Image(height=H, width=W, encoding="rgb8", step=W * 3)
+        short.data = _texture(1).tobytes()[:-7]
+        bad_images.append(short)
+        bad_images.append(Image(height=0, width=0, encoding="rgb8", step=0))
+        yuv = Image(height=H, width=W, encoding="yuv422", step=W * 2)
+        yuv.data = bytes(W * H * 2)
+        bad_images.append(yuv)
+        for i, msg in enumerate(bad_images):
+            client.send_prior(t, LAT0, LON0, 0.3)
+            client.spin(0.15)
+            msg.header.stamp = client.stamp(t)
+            client.pub_image.publish(msg)
+            _expect_rejected(client, "bad_image", i + 1)
+            t += 1.0
+        _frame(client, t)
+        _expect_pose(client, 2)
+
+        # A camera_info of zeros is rejected; the last good one stays in use.
+        client.pub_info.publish(CameraInfo(width=W, height=H))
+        _expect_rejected(client, "bad_camera_info")
+        t += 1.0
+        _frame(client, t)
+        _expect_pose(client, 3)
+
+        # Fixes: NaN, NO_FIX, out of range: ignored, so the frame has no usable fix.
+        t += 1.0
+        client.send_prior(t, float("nan"), LON0, 0.3)
+        client.send_prior(t, LAT0, LON0, 0.3, status=-1)
+        client.send_prior(t, 123.0, LON0, 0.3)
+        client.spin(0.15)
+        client.send_image(t, _texture(3))
+        _expect_rejected(client, "no_fix")
+        assert int(client.diag().get("rejected_fix_nan", 0)) == 1
+        assert int(client.diag().get("rejected_no_fix", 0)) >= 1
+        assert int(client.diag().get("rejected_fix_out_of_range", 0)) == 1
+        # A fix far outside the tile cache.
+        t += 1.0
+        _frame(client, t, lat=move(LAT0, LON0, 0.0, 9000.0)[0])
+        _expect_rejected(client, "low_coverage")
+        # No heading within max_heading_age_s.
+        t += 1.0
+        client.send_prior(t, LAT0, LON0, None)
+        client.spin(0.15)
+        client.send_image(t, _texture(4))
+        _expect_rejected(client, "no_heading")
+        # The clock jumps back an hour: counted, then frames on the new clock work.
+        t -= 3600.0
+        _frame(client, t)
+        _expect_rejected(client, "clock_jump")
+        _expect_pose(client, 4)
+        t += 1.0
+        _frame(client, t)
+        _expect_pose(client, 5)
+
+        assert client.wait_diag("accepted", 5)
+        diag = client.diag()
+        assert diag["state"] == "active"
+        assert diag["device"] == "cpu"
+        assert int(diag["accepted"]) == 5
+        assert float(diag["latency_ms_median"]) > 0
+        assert proc.poll() is None
+    finally:
+        out = stop(proc)
+        client.close()
+    assert "skipped (bad_image)" in out
+
+
+def test_runtime_parameters_apply_and_ranges_are_enforced(
+        tmp_path: Path, assets: dict[str, Path], ros_env: dict[str, str], ros_domain: int) -> None:
+    proc = start_node(_params(tmp_path, assets), ros_env)
+    client = Client(ros_domain)
+    try:
+        client.wait_for_node(proc)
+        client.send_camera_info(intrinsics(W, H), W, H)
+        client.spin(0.2)
+        _frame(client, 10.0)
+        _expect_pose(client, 1)
+
+        # A threshold no estimate meets: the next frame is rejected, not published.
+        (ok,) = client.set_parameters(NODE, min_confidence=1.0)
+        assert ok.successful
+        _frame(client, 11.0)
+        _expect_rejected(client, "low_confidence")
+        assert len(client.poses) == 1
+        results = client.set_parameters(NODE, min_confidence=0.0, iterations=2,
+                                        precision="bf16")
+        assert [r.successful for r in results] == [True] * 3
+        _frame(client, 12.0)
+        _expect_pose(client, 2)
+
+        (bad,) = client.set_parameters(NODE, min_confidence=1.5)
+        assert not bad.successful and "out of range" in bad.reason
+        (bad,) = client.set_parameters(NODE, precision="fp64")
+        assert not bad.successful and "precision" in bad.reason
+        (bad,) = client.set_parameters(NODE, model_path="/tmp/other.pt")
+        assert not bad.successful and "read-only" in bad.reason
+        (bad,) = client.set_parameters(NODE, iterations=-1)
+        assert not bad.successful
+        assert client.wait_diag("accepted", 2)
+        assert client.diag()["precision"] == "bf16"
+        assert client.diag()["iterations"] == "2"
+    finally:
+        stop(proc)
+        client.close()
+
+
+def test_compressed_images_and_garbage_data(
+        tmp_path: Path, assets: dict[str, Path], ros_env: dict[str, str], ros_domain: int) -> None:
+    import cv2
+    from sensor_msgs.msg import CompressedImage
+
+    proc = start_node(_params(tmp_path, assets, image_transport="compressed"), ros_env)
+    client = Client(ros_domain)
+
+    def send(t: float, data: bytes) -> None:
+        client.send_prior(t, LAT0, LON0, 0.3)
+        client.spin(0.15)
+        msg = CompressedImage(format="png", data=data)
+        msg.header.stamp = client.stamp(t)
+        client.pub_compressed.publish(msg)
+
+    try:
+        client.wait_for_node(proc)
+        assert client.pub_image.get_subscription_count() == 0
+        client.send_camera_info(intrinsics(W, H), W, H)
+        client.spin(0.2)
+        png = cv2.imencode(".png", _texture(5))[1].tobytes()
+        send(20.0, png)
+        _expect_pose(client, 1)
+        send(21.0, b"\x89PNG garbage" * 10)
+        _expect_rejected(client, "bad_image")
+        send(22.0, png[: len(png) // 3])
+        _expect_rejected(client, "bad_image", 2)
+        send(23.0, png)
+        _expect_pose(client, 2)
+    finally:
+        stop(proc)
+        client.close()
+
+
+def test_lifecycle_transitions_without_autostart(
+        tmp_path: Path, assets: dict[str, Path], ros_env: dict[str, str], ros_domain: int) -> None:
+    from lifecycle_msgs.msg import State, Transition
+    from lifecycle_msgs.srv import ChangeState, GetState
+
+    proc = start_node(_params(tmp_path, assets, autostart=False), ros_env)
+    client = Client(ros_domain)
+    try:
+        get = client.node.create_client(GetState, f"{NODE}/get_state")
+        change = client.node.create_client(ChangeState, f"{NODE}/change_state")
+        assert client.spin(30.0, lambda: get.service_is_ready() and change.service_is_ready())
+
+        def call(cli: object, req: object) -> object:
+            future = cli.call_async(req)
+            assert client.spin(60.0, future.done)
+            return future.result()
+
+        assert call(get, GetState.Request()).current_state.id == State.PRIMARY_STATE_UNCONFIGURED
+        assert client.pub_image.get_subscription_count() == 0
+        for tid in (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE):
+            assert call(change, ChangeState.Request(transition=Transition(id=tid))).success
+        assert call(get, GetState.Request()).current_state.id == State.PRIMARY_STATE_ACTIVE
+        client.wait_for_node(proc)
+        client.send_camera_info(intrinsics(W, H), W, H)
+        client.spin(0.2)
+        _frame(client, 30.0)
+        _expect_pose(client, 1)
+        assert call(change, ChangeState.Request(
+            transition=Transition(id=Transition.TRANSITION_DEACTIVATE))).success
+        assert client.spin(10.0, lambda: client.pub_image.get_subscription_count() == 0)
+    finally:
+        stop(proc)
+        client.close()
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model_path:=''", "parameter 'model_path' is empty"),
+        ("model_path:=/nonexistent/model.pt", "parameter 'model_path': no such file"),
+        ("tile_cache:=/nonexistent/tiles.mbtiles", "parameter 'tile_cache': no such file"),
+        ("preset:=kitty", "parameter 'preset' must be one of"),
+        ("device:=tpu", "parameter 'device' must be"),
+        ("max_fix_age_s:=-1.0", "parameter 'max_fix_age_s'"),
+    ],
+)
+def test_startup_errors_name_the_parameter(
+        tmp_path: Path, assets: dict[str, Path], ros_env: dict[str, str], override: str,
+        message: str) -> None:
+    params = _params(tmp_path, assets)
+    exe = str(Path(sys.executable).with_name("localizer_node"))
+    result = subprocess.run([exe, "--ros-args", "--params-file", str(params), "-p", override],
+                            env=ros_env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    errors = [line for line in (result.stdout + result.stderr).splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and message in errors[0], result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_empty_tile_cache_is_a_startup_error(
+        tmp_path: Path, assets: dict[str, Path], ros_env: dict[str, str]) -> None:
+    empty = tmp_path / "empty_tiles"
+    empty.mkdir()
+    params = _params(tmp_path, assets, tile_cache=str(empty))
+    exe = str(Path(sys.executable).with_name("localizer_node"))
+    result = subprocess.run([exe, "--ros-args", "--params-file", str(params)], env=ros_env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "parameter 'tile_cache'" in result.stdout + result.stderr
+
+
+def test_shipped_configs_match_the_declared_parameters() -> None:
+    import yaml
+
+    from denseflow_ros.ros.parameters import SPECS
+
+    root = Path(__file__).resolve().parents[1] / "config"
+    defaults = yaml.safe_load((root / "localize.yaml").read_text())["/**"]["ros__parameters"]
+    assert defaults == {name: spec.default for name, spec in SPECS.items()}
+    for name in ("kitti.yaml", "ford.yaml"):
+        values = yaml.safe_load((root / name).read_text())["/**"]["ros__parameters"]
+        assert set(values) <= set(SPECS), name
+        assert values["preset"] in ("kitti", "ford")
+        for key, value in values.items():
+            spec = SPECS[key]
+            if spec.low is not None:
+                assert spec.low <= value <= spec.high, (name, key)
+            assert not spec.choices or value in spec.choices
+    assert math.isclose(
+        yaml.safe_load((root / "kitti.yaml").read_text())["/**"]["ros__parameters"][
+            "camera_height_m"], 1.65)
