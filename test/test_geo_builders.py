@@ -196,3 +196,42 @@ def test_overviews_average_the_finer_zoom(tmp_path: Path) -> None:
 def test_geotiff_without_rasterio_says_what_to_install(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="needs rasterio"):
         build_from_geotiff(tmp_path / "x.tif", tmp_path / "out")
+
+
+def test_geotiff_in_utm_matches_a_pyproj_reference(tmp_path: Path) -> None:
+    rasterio = pytest.importorskip("rasterio")
+
+    rng = np.random.default_rng(9)
+    noise = cv2.GaussianBlur(rng.standard_normal((500, 600, 3)).astype(np.float32), (0, 0), 2.0)
+    image = np.clip(128 + 45 * noise / noise.std(), 0, 255).astype(np.uint8)
+    west, north, pixel_m = 455000.0, 5430000.0, 0.3
+    path = tmp_path / "ortho.tif"
+    transform = rasterio.Affine(pixel_m, 0.0, west, 0.0, -pixel_m, north)
+    with rasterio.open(path, "w", driver="GTiff", width=600, height=500, count=3,
+                       dtype="uint8", crs="EPSG:32632", transform=transform) as dataset:
+        dataset.write(np.transpose(image, (2, 0, 1)))
+    result = build_from_geotiff(path, tmp_path / "tiles", progress=False, min_zoom=19)
+    to_lonlat = pyproj.Transformer.from_crs(32632, 4326, always_xy=True)
+    lon, lat = to_lonlat.transform(west + 300 * pixel_m, north - 250 * pixel_m)
+    with SatelliteCache(result.path) as cache:
+        crop = cache.crop(lat, lon, 25.0, 128, 0.35)
+    # Reference: crop pixel -> geodesic lat/lon -> UTM -> GeoTIFF pixel, with pyproj only.
+    c = 64
+    u, v = np.meshgrid(np.arange(128.0), np.arange(128.0))
+    forward, left = (u - c) * 0.35, -(v - c) * 0.35
+    h = np.radians(25.0)
+    east = forward * np.cos(h) - left * np.sin(h)
+    north_m = forward * np.sin(h) + left * np.cos(h)
+    plon, plat, _ = GEOD.fwd(np.full(u.size, lon), np.full(u.size, lat),
+                             np.degrees(np.arctan2(east, north_m)).ravel(),
+                             np.hypot(east, north_m).ravel())
+    ux, uy = pyproj.Transformer.from_crs(4326, 32632, always_xy=True).transform(plon, plat)
+    col = ((ux - west) / pixel_m - 0.5).reshape(128, 128).astype(np.float32)
+    row = ((north - uy) / pixel_m - 0.5).reshape(128, 128).astype(np.float32)
+    expected = cv2.remap(image, col, row, cv2.INTER_LINEAR)
+    assert crop.coverage == 1.0
+    gray = [cv2.cvtColor(a, cv2.COLOR_RGB2GRAY).astype(np.float64) for a in (crop.image,
+                                                                             expected)]
+    (dx, dy), _ = cv2.phaseCorrelate(*gray, cv2.createHanningWindow((128, 128), cv2.CV_64F))
+    assert np.hypot(dx, dy) < 0.15
+    assert np.abs(crop.image.astype(int) - expected).mean() < 6.0

@@ -550,6 +550,12 @@ def ford_satmap_sources(folder: str | os.PathLike, mpp: float | None = None
     return sources
 
 
+def _apply_affine(affine: object, x: np.ndarray, y: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    a, b, c, d, e, f = (getattr(affine, name) for name in "abcdef")
+    return a * x + b * y + c, d * x + e * y + f
+
+
 class _GeoTiff(_Raster):
     """A GeoTIFF read with rasterio; lat/lon -> its CRS (pyproj) -> its affine transform."""
 
@@ -574,8 +580,8 @@ class _GeoTiff(_Raster):
         self._to_lonlat = pyproj.Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
         h, w = image.shape[:2]
         # Centre pixel and its east neighbour (pixel centres are at +0.5 in rasterio).
-        xs, ys = self._forward * (np.array([w // 2 + 0.5, w // 2 + 1.5]),
-                                  np.array([h // 2 + 0.5, h // 2 + 0.5]))
+        xs, ys = _apply_affine(self._forward, np.array([w // 2 + 0.5, w // 2 + 1.5]),
+                               np.array([h // 2 + 0.5, h // 2 + 0.5]))
         lon, lat = self._to_lonlat.transform(xs, ys)
         _, _, mpp = pyproj.Geod(ellps="WGS84").inv(lon[0], lat[0], lon[1], lat[1])
         super().__init__(image, float(lat[0]), float(lon[0]), float(mpp))
@@ -583,20 +589,18 @@ class _GeoTiff(_Raster):
     def pixel_of(self, lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Return (col, row) of latitudes/longitudes."""
         xs, ys = self._to_crs.transform(np.asarray(lon), np.asarray(lat))
-        a, b, c, d, e, f = (self._inverse.a, self._inverse.b, self._inverse.c,
-                            self._inverse.d, self._inverse.e, self._inverse.f)
+        cols, rows = _apply_affine(self._inverse, xs, ys)
         # rasterio's affine maps to pixel edges; subtract 0.5 for pixel-centre coordinates.
-        return a * xs + b * ys + c - 0.5, d * xs + e * ys + f - 0.5
+        return cols - 0.5, rows - 0.5
 
     def world_box(self) -> tuple[float, float, float, float]:
         """Return the footprint's world-coordinate box (edges sampled densely)."""
-        forward = self._forward
         t = np.linspace(0.0, 1.0, 33)
         cols = np.concatenate([t * self.width, t * self.width, np.zeros(33),
                                np.full(33, self.width)])
         rows = np.concatenate([np.zeros(33), np.full(33, self.height), t * self.height,
                                t * self.height])
-        xs, ys = forward * (cols, rows)
+        xs, ys = _apply_affine(self._forward, cols, rows)
         lon, lat = self._to_lonlat.transform(xs, ys)
         x, y = lonlat_to_world(lon, lat)
         return float(x.min()), float(y.min()), float(x.max()), float(y.max())
