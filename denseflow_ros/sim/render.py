@@ -1,0 +1,376 @@
+# Copyright 2026 The denseflow_ros Authors
+# SPDX-License-Identifier: Apache-2.0
+"""A ground camera for the synthetic world: a pinhole ray-marcher over the height map.
+
+Each image column is a vertical plane through the camera. The renderer steps along the
+column's ray on the ground (depth ``z`` along the optical axis, finer near the camera), looks
+up the height map and the material at each step, and projects each column's top edge
+``v = cy + fy (h_cam - h) / z``. The running minimum of those rows over the steps is the
+occlusion horizon: a pixel row shows the first step whose top reaches up to it (a building's
+facade, a tree, a wall, a car), or else the ground plane or the sky. The ground is sampled
+per pixel from the world's *ground* texture (its own sun, shadows and colour grade, not the
+orthophoto's), with mip levels against aliasing; facades get windows, floors and sun shading;
+cars and pedestrians that the orthophoto does not show stand on the road and sidewalks
+(placed from ``seed``); the sky has a gradient and clouds; distance haze, exposure, vignetting
+and sensor noise vary with ``seed``.
+
+Geometry is exact for the ground plane (every ground pixel is the ray's intersection with it)
+and for vertical structure up to the step length (a few centimetres near the camera, about
+1 % of the distance far away).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from denseflow_ros.sim.world import (
+    CAR_COLOURS,
+    FACADE_COLOURS,
+    MAT_BUILDING,
+    MAT_CAR,
+    MAT_TREE,
+    MAT_WALL,
+    N_CAR_COLOURS,
+    SURF_MARKING,
+    SURF_ROAD,
+    SURF_SIDEWALK,
+    World,
+)
+
+MAT_PERSON = 34
+_Z_NEAR_M = 0.3
+_Z_FAR_M = 160.0
+_HAZE_M = 450.0
+
+
+def kitti_intrinsics(width: int = 1242, height: int = 375) -> np.ndarray:
+    """Return KITTI's rectified left colour camera (P_rect_02) scaled to ``width`` x ``height``.
+
+    Each axis scales on its own, as the KITTI loaders do when they resize the images.
+    """
+    sx, sy = width / 1242.0, height / 375.0
+    return np.array(
+        [[721.5377 * sx, 0.0, 609.5593 * sx], [0.0, 721.5377 * sy, 172.854 * sy],
+         [0.0, 0.0, 1.0]]
+    )
+
+
+def _depth_steps(mpp: float) -> np.ndarray:
+    """Return the ray's sample depths: steps of ~mpp near the camera, ~1 % of z far away."""
+    rel = 0.011
+    near_step = 0.75 * mpp
+    z_switch = near_step / rel
+    near = np.arange(_Z_NEAR_M, z_switch, near_step)
+    far = z_switch * (1.0 + rel) ** np.arange(0, int(math.log(_Z_FAR_M / z_switch) / math.log(
+        1.0 + rel)) + 1)
+    return np.concatenate([near, far])
+
+
+def _mips(world: World) -> list[np.ndarray]:
+    """Return the ground texture at 1, 1/2 and 1/4 resolution (cached on the world)."""
+    if "ground_mips" not in world._cache:
+        import cv2
+
+        levels = [world.ground]
+        for _ in range(2):
+            levels.append(cv2.pyrDown(levels[-1]))
+        world._cache["ground_mips"] = levels
+    return world._cache["ground_mips"]
+
+
+def _sky_texture(world: World) -> np.ndarray:
+    """Return a cloud cover texture over azimuth (720 columns) x elevation 0..90 deg (90 rows)."""
+    if "sky" not in world._cache:
+        import cv2
+
+        rng = np.random.default_rng([world.seed, 23])
+        cover = np.zeros((90, 720), dtype=np.float32)
+        for scale, amp in ((6, 1.0), (12, 0.5), (24, 0.25)):
+            small = rng.standard_normal((max(90 // scale, 2), 720 // scale)).astype(np.float32)
+            wrapped = np.concatenate([small, small[:, :1]], axis=1)
+            big = cv2.resize(wrapped, (720 + scale, 90), interpolation=cv2.INTER_CUBIC)
+            cover += amp * big[:, :720]
+        amount = rng.uniform(-0.4, 0.8)
+        world._cache["sky"] = np.clip((cover + amount) * 0.8, 0.0, 1.0)
+    return world._cache["sky"]
+
+
+def _place_objects(world: World, rng: np.random.Generator, east: float, north: float,
+                   yaw: float) -> list[tuple[float, ...]]:
+    """Return boxes (east, north, yaw, length, width, height, material) ahead of the camera.
+
+    Cars stand on the carriageway outside the camera's own lane, pedestrians on sidewalks.
+    """
+    boxes: list[tuple[float, ...]] = []
+    c, s = math.cos(yaw), math.sin(yaw)
+
+    def surface_at(e: float, n: float) -> int:
+        col, row = world.enu_to_pixel(e, n)
+        r, q = int(round(float(row))), int(round(float(col)))
+        rows, cols = world.shape
+        if 0 <= r < rows and 0 <= q < cols and world.height[r, q] == 0:
+            return int(world.material[r, q])
+        return -1
+
+    for _ in range(int(rng.integers(2, 9))):
+        fwd = rng.uniform(7.0, 70.0)
+        side = rng.uniform(2.6, 14.0) * rng.choice([-1.0, 1.0])
+        e, n = east + fwd * c + side * s, north + fwd * s - side * c
+        if surface_at(e, n) not in (SURF_ROAD, SURF_MARKING):
+            continue
+        van = rng.random() < 0.2
+        # Left of the camera: oncoming traffic; right: cars going the same way or parked.
+        heading = yaw + (math.pi if side < 0 else 0.0) + rng.normal(0.0, 0.05)
+        colour = MAT_CAR + int(rng.integers(0, N_CAR_COLOURS))
+        boxes.append((e, n, heading, 5.2 if van else 4.4, 2.0 if van else 1.8,
+                      2.3 if van else 1.5, float(colour)))
+    for _ in range(int(rng.integers(0, 6))):
+        fwd = rng.uniform(5.0, 45.0)
+        side = rng.uniform(3.0, 16.0) * rng.choice([-1.0, 1.0])
+        e, n = east + fwd * c + side * s, north + fwd * s - side * c
+        if surface_at(e, n) != SURF_SIDEWALK:
+            continue
+        boxes.append((e, n, rng.uniform(0, 2 * math.pi), 0.45, 0.45, rng.uniform(1.55, 1.9),
+                      float(MAT_PERSON)))
+    return boxes
+
+
+def render_ground(world: World, K: np.ndarray, width: int, height: int, east_m: float,
+                  north_m: float, yaw_rad: float, camera_height_m: float = 1.65,
+                  seed: int = 0) -> np.ndarray:
+    """Render the ground camera at (east_m, north_m, yaw_rad); return (height, width, 3) RGB.
+
+    ``K`` is the 3x3 pinhole intrinsic matrix for the ``width`` x ``height`` image (OpenCV
+    camera frame: x right, y down, z forward along the vehicle heading, optical axis
+    horizontal at ``camera_height_m`` above the flat ground). ``seed`` places the cars and
+    pedestrians and varies exposure and noise; the same arguments give the same image.
+    """
+    import cv2
+
+    K = np.asarray(K, dtype=np.float64)
+    if K.shape != (3, 3) or K[0, 0] <= 0 or K[1, 1] <= 0:
+        raise ValueError(f"K must be a 3x3 pinhole matrix with positive focal lengths, got {K}")
+    if width < 2 or height < 2:
+        raise ValueError(f"image size must be at least 2 x 2, got {width} x {height}")
+    if not camera_height_m > 0:
+        raise ValueError(f"camera_height_m must be positive, got {camera_height_m}")
+    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+    hc = float(camera_height_m)
+    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, world.seed & 0xFFFFFFFF, 5])
+    c, s = math.cos(yaw_rad), math.sin(yaw_rad)
+    rows_n, cols_n = world.shape
+    mpp = world.mpp
+
+    # --- march the columns -------------------------------------------------------------
+    z = _depth_steps(mpp).astype(np.float32)
+    n_steps = z.size
+    tan_u = ((np.arange(width) - cx) / fx).astype(np.float32)
+    fwd = z[:, None]
+    right = z[:, None] * tan_u[None, :]
+    pe = east_m + fwd * c + right * s
+    pn = north_m + fwd * s - right * c
+    col_f = pe / mpp + cols_n / 2.0 - 0.5
+    row_f = rows_n / 2.0 - 0.5 - pn / mpp
+    qi = np.rint(col_f).astype(np.int64)
+    ri = np.rint(row_f).astype(np.int64)
+    inside = (qi >= 1) & (qi < cols_n - 1) & (ri >= 1) & (ri < rows_n - 1)
+    qi = np.where(inside, qi, 1)
+    ri = np.where(inside, ri, 1)
+    h = np.where(inside, world.height[ri, qi], 0.0).astype(np.float32)
+    mat = np.where(inside, world.material[ri, qi], 0).astype(np.int32)
+    # Facade normals from the height map's gradient (towards lower ground).
+    ge = (world.height[ri, qi + 1] - world.height[ri, qi - 1]).astype(np.float32)
+    gn = (world.height[ri - 1, qi] - world.height[ri + 1, qi]).astype(np.float32)
+
+    boxes = _place_objects(world, rng, east_m, north_m, yaw_rad)
+    for be, bn, byaw, length, bwidth, bheight, bmat in boxes:
+        cb, sb = math.cos(byaw), math.sin(byaw)
+        lx = (pe - be) * cb + (pn - bn) * sb
+        ly = -(pe - be) * sb + (pn - bn) * cb
+        inb = (np.abs(lx) < length / 2) & (np.abs(ly) < bwidth / 2)
+        if not inb.any():
+            continue
+        if bmat == MAT_PERSON:
+            top = np.full(lx.shape, bheight, dtype=np.float32)
+        else:
+            # A car's silhouette: bonnet and boot lower than the cabin.
+            cabin = np.abs(lx + 0.1 * length) < 0.3 * length
+            top = np.where(cabin, bheight, bheight * 0.68).astype(np.float32)
+        upd = inb & (top > h)
+        h = np.where(upd, top, h)
+        mat = np.where(upd, int(bmat), mat)
+        ge = np.where(upd, -(lx * cb - ly * sb), ge)
+        gn = np.where(upd, -(lx * sb + ly * cb), gn)
+
+    y_top = cy + fy * (hc - h) / fwd
+    horizon = np.minimum.accumulate(np.clip(y_top, -2.0, height + 2.0), axis=0)
+    # First step whose occlusion horizon reaches down to each pixel row, per column: one
+    # searchsorted over all columns at once (each column's keys offset so all are sorted).
+    span = height + 8.0
+    keys = (-horizon.T + np.arange(width)[:, None] * span).ravel()
+    v = np.arange(height, dtype=np.float64)
+    queries = -v[:, None] + np.arange(width)[None, :] * span
+    k = np.searchsorted(keys, queries.ravel(), side="left").reshape(height, width)
+    k = k - np.arange(width)[None, :] * n_steps
+    hit = k < n_steps
+    kc = np.minimum(k, n_steps - 1)
+    uu = np.broadcast_to(np.arange(width)[None, :], (height, width))
+    hk = h[kc, uu]
+    obj = hit & (hk > 0)
+
+    image = np.zeros((height, width, 3), dtype=np.float32)
+
+    # --- sky -------------------------------------------------------------------------------
+    vv = v[:, None]
+    elev = np.arctan2(cy - vv, fy) * np.ones((1, width))
+    azim = yaw_rad - np.arctan(tan_u.astype(np.float64))[None, :] * np.ones((height, 1))
+    sky_tex = _sky_texture(world)
+    sky_rows = np.clip(np.degrees(elev), 0.0, 89.0).astype(np.float32)
+    sky_cols = (np.mod(np.degrees(azim), 360.0) * 2.0).astype(np.float32)
+    cloud = cv2.remap(sky_tex, sky_cols, sky_rows, cv2.INTER_LINEAR,
+                      borderMode=cv2.BORDER_WRAP)
+    t_el = np.clip(elev / 0.7, 0.0, 1.0)[..., None]
+    horizon_col = np.array([0.78, 0.82, 0.86], dtype=np.float32) * rng.uniform(0.9, 1.05)
+    zenith_col = np.array([0.30, 0.48, 0.78], dtype=np.float32) * rng.uniform(0.85, 1.1)
+    sky = horizon_col * (1 - t_el) + zenith_col * t_el
+    sky = sky * (1 - cloud[..., None] * 0.8) + np.float32(0.92) * cloud[..., None] * 0.8
+    image[:] = sky
+
+    # --- ground ----------------------------------------------------------------------------
+    below = v > cy + 0.5
+    gv = v[below]
+    zg = fy * hc / (gv - cy)
+    mips = _mips(world)
+    footprint = np.sqrt((zg / fx) * (zg * zg / (fy * hc))) / mpp
+    level = np.clip(np.floor(np.log2(np.maximum(footprint, 1e-6)) + 0.5), 0, len(mips) - 1)
+    ground_rgb = np.zeros((gv.size, width, 3), dtype=np.float32)
+    zgw = zg[:, None]
+    gre = east_m + zgw * c + zgw * tan_u[None, :] * s
+    grn = north_m + zgw * s - zgw * tan_u[None, :] * c
+    field = np.array([92, 104, 70], dtype=np.float32)
+    for lev in range(len(mips)):
+        sel = level == lev
+        if not sel.any():
+            continue
+        scale = 2 ** lev
+        mcol = ((gre[sel] / mpp + cols_n / 2.0) / scale - 0.5).astype(np.float32)
+        mrow = ((rows_n / 2.0 - grn[sel] / mpp) / scale - 0.5).astype(np.float32)
+        ground_rgb[sel] = cv2.remap(mips[lev], mcol, mrow, cv2.INTER_LINEAR,
+                                    borderMode=cv2.BORDER_CONSTANT,
+                                    borderValue=tuple(float(f) for f in field))
+    ground_lin = (ground_rgb / 255.0) ** 2.2
+    haze_g = (1.0 - np.exp(-zgw / _HAZE_M))[..., None]
+    ground_lin = ground_lin * (1 - haze_g) + horizon_col * haze_g
+    image[below] = np.where(obj[below][..., None], image[below], ground_lin)
+
+    # --- vertical structure --------------------------------------------------------------
+    if obj.any():
+        ov, ou = np.nonzero(obj)
+        ok = kc[ov, ou]
+        zo = z[ok]
+        pz = hc - (ov - cy) * zo / fy  # height of the surface point above the ground
+        m = mat[ok, ou]
+        htop = h[ok, ou]
+        pe_o, pn_o = pe[ok, ou], pn[ok, ou]
+        nx, ny = -ge[ok, ou], -gn[ok, ou]
+        nn = np.sqrt(nx * nx + ny * ny)
+        ray_e, ray_n = c + tan_u[ou] * s, s - tan_u[ou] * c
+        # Fall back to facing the camera where the gradient is flat (tops of columns).
+        flat = nn < 1e-3
+        nx = np.where(flat, -ray_e, nx)
+        ny = np.where(flat, -ray_n, ny)
+        nn = np.sqrt(nx * nx + ny * ny)
+        nx, ny = nx / nn, ny / nn
+        along = pe_o * -ny + pn_o * nx  # coordinate along the facade
+        colour = _surface_colours(m, pz, htop, along, pe_o, pn_o)
+        sun = world.ground_sun
+        sv = sun.vector()
+        lambert = np.clip(nx * sv[0] + ny * sv[1], 0.0, 1.0) * math.cos(sun.elevation_rad)
+        light = lambert[:, None] * np.asarray(sun.direct, dtype=np.float32) + np.asarray(
+            sun.ambient, dtype=np.float32) * 1.6
+        lin = colour * light * 0.9
+        haze_o = (1.0 - np.exp(-zo / _HAZE_M))[:, None]
+        image[ov, ou] = lin * (1 - haze_o) + horizon_col * haze_o
+
+    # --- camera ----------------------------------------------------------------------------
+    exposure = rng.uniform(0.85, 1.2)
+    wb = 1.0 + rng.uniform(-0.05, 0.05, 3)
+    image = image * (exposure * wb).astype(np.float32)
+    ru = (np.arange(width) - cx) / (0.75 * width)
+    rv = (np.arange(height) - cy) / (0.75 * width)
+    vignette = 1.0 - 0.25 * (rv[:, None] ** 2 + ru[None, :] ** 2)
+    image = image * vignette[..., None].astype(np.float32)
+    image = np.clip(image, 0.0, 1.0) ** (1 / 2.2)
+    image = image + rng.normal(0.0, 0.012, image.shape).astype(np.float32)
+    return np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def _hash01(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Return a cheap deterministic pseudo-random value in [0, 1) per (a, b) integer pair."""
+    x = (a.astype(np.int64) * 73856093) ^ (b.astype(np.int64) * 19349663)
+    return ((x * 2654435761) % 1000003) / 1000003.0
+
+
+def _surface_colours(m: np.ndarray, pz: np.ndarray, htop: np.ndarray, along: np.ndarray,
+                     pe: np.ndarray, pn: np.ndarray) -> np.ndarray:
+    """Return linear albedo (N, 3) of facades, trees, walls, cars and people at hit points."""
+    colour = np.empty(m.shape + (3,), dtype=np.float32)
+    build = m >= MAT_BUILDING
+    if build.any():
+        fac = FACADE_COLOURS[(m[build] - MAT_BUILDING) % len(FACADE_COLOURS)]
+        zb, ab, hb = pz[build], along[build], htop[build]
+        floor_z = np.mod(zb, 3.0)
+        bay = np.mod(ab, 2.8)
+        ground_floor = zb < 3.0
+        window = np.where(ground_floor, (zb > 0.5) & (zb < 2.6) & (bay > 0.3) & (bay < 2.5),
+                          (floor_z > 0.9) & (floor_z < 2.3) & (bay > 0.8) & (bay < 2.0))
+        window &= zb < hb - 1.2
+        # Windows reflect the sky, brighter towards the top; some are lit, some have blinds.
+        pane = np.array([0.10, 0.13, 0.18], dtype=np.float32) + (
+            0.12 * np.clip(zb / 20.0, 0, 1))[:, None]
+        blinds = _hash01(np.floor(ab / 2.8), np.floor(zb / 3.0)) < 0.2
+        pane = np.where(blinds[:, None], fac * 0.6, pane)
+        cornice = zb > hb - 0.35
+        plinth = zb < 0.4
+        col = np.where(window[:, None], pane, fac)
+        col = np.where(cornice[:, None], fac * 0.55, col)
+        col = np.where(plinth[:, None], fac * 0.7, col)
+        colour[build] = col
+    tree = m == MAT_TREE
+    if tree.any():
+        leaf = _hash01(np.floor(pe[tree] * 3.0) + np.floor(pz[tree] * 3.0) * 7,
+                       np.floor(pn[tree] * 3.0))
+        shade = 0.55 + 0.45 * np.clip(pz[tree] / np.maximum(htop[tree], 1.0), 0, 1)
+        base = np.array([0.07, 0.16, 0.05], dtype=np.float32)
+        colour[tree] = base * ((0.7 + 0.6 * leaf) * shade)[:, None]
+    wall = m == MAT_WALL
+    if wall.any():
+        course = np.mod(pz[wall], 0.25) < 0.025
+        joint = np.mod(along[wall] + np.floor(pz[wall] / 0.25) * 0.12, 0.5) < 0.02
+        col = np.where((course | joint)[:, None], np.float32(0.45), np.array(
+            [0.55, 0.33, 0.25], dtype=np.float32))
+        colour[wall] = col
+    car = (m >= MAT_CAR) & (m < MAT_CAR + N_CAR_COLOURS)
+    if car.any():
+        body = CAR_COLOURS[m[car] - MAT_CAR]
+        zc, hcar = pz[car], htop[car]
+        glass = (zc > hcar * 0.68) & (zc < hcar - 0.08)
+        wheel = zc < 0.35
+        col = np.where(glass[:, None], np.array([0.06, 0.07, 0.09], dtype=np.float32), body)
+        col = np.where(wheel[:, None], np.float32(0.03), col)
+        colour[car] = col
+    person = m == MAT_PERSON
+    if person.any():
+        zp, hp = pz[person], htop[person]
+        shirt = CAR_COLOURS[(_hash01(np.floor(hp * 100), np.floor(hp * 37)) * N_CAR_COLOURS
+                             ).astype(np.int64)]
+        col = np.where((zp < 0.85 * hp / 1.75)[:, None],
+                       np.array([0.08, 0.10, 0.18], dtype=np.float32), shirt)
+        col = np.where((zp > hp - 0.25)[:, None], np.array([0.55, 0.40, 0.32],
+                                                           dtype=np.float32), col)
+        colour[person] = col
+    other = ~(build | tree | wall | car | person)
+    colour[other] = 0.4
+    return colour
