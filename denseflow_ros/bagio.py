@@ -381,6 +381,7 @@ class BagWriter:
         metadata: Mapping[str, str] | None = None,
         overwrite: bool = False,
     ) -> None:
+        """Prepare a writer; nothing is created on disk before :meth:`open`."""
         if storage not in STORAGES:
             raise BagError(f"storage {storage!r} is not one of {STORAGES}")
         self.path = Path(path)
@@ -393,6 +394,7 @@ class BagWriter:
         self._connections: dict[str, tuple[str, Any]] = {}
 
     def __enter__(self) -> BagWriter:
+        """Open the bag for writing."""
         self.open()
         return self
 
@@ -402,6 +404,7 @@ class BagWriter:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        """Close the bag, or remove it when the block raised."""
         if exc_type is None:
             self.close()
         else:

@@ -76,6 +76,7 @@ class GnssDegradation:
     _last_t: float | None = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
+        """Check the parameters and draw the initial bias."""
         for name in ("noise_m", "bias_m", "jump_rate_hz", "jump_m", "yaw_noise_deg"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0.0):

@@ -55,6 +55,7 @@ class Oxts:
     values: tuple[float, ...]
 
     def __getattr__(self, name: str) -> float:
+        """Return a field by its devkit name (``o.lat``, ``o.pos_accuracy``)."""
         try:
             return self.values[OXTS_FIELDS.index(name)]
         except ValueError:

@@ -146,6 +146,7 @@ class MapToBag:
 
     def __init__(self, bag_datum: tuple[float, float], projection: str,
                  datum: tuple[float, float], utm_zone: int) -> None:
+        """Set up the two projections; ENU at the bag's own datum needs none."""
         from denseflow_ros.geo import LocalEnu, Utm
 
         self.bag = LocalEnu(*bag_datum)
