@@ -318,10 +318,11 @@ def _tile_map(raster: _Raster, z: int, x: int, y: int) -> tuple[np.ndarray, np.n
 class _DecodedSources:
     """Source images decoded on demand (and low-passed for coarser tiles), a few kept."""
 
-    def __init__(self, tile_mpp: Callable[[_Raster], float], keep: int = 6) -> None:
+    def __init__(self, tile_mpp: Callable[[_Raster], float], budget_bytes: int) -> None:
         self._images: OrderedDict[int, np.ndarray] = OrderedDict()
         self._tile_mpp = tile_mpp
-        self._keep = keep
+        self._budget = budget_bytes
+        self._bytes = 0
 
     def get(self, index: int, raster: _Raster) -> np.ndarray:
         """Return source ``index``'s pixels, ready to sample at the tile resolution."""
@@ -335,8 +336,10 @@ class _DecodedSources:
         if scale > 1.05:
             image = cv2.GaussianBlur(image, (0, 0), 0.5 * math.sqrt(scale * scale - 1.0))
         self._images[index] = image
-        while len(self._images) > self._keep:
-            self._images.popitem(last=False)
+        self._bytes += image.nbytes
+        # Keep at least the tile's own winners (a handful) even over the budget.
+        while self._bytes > self._budget and len(self._images) > 16:
+            self._bytes -= self._images.popitem(last=False)[1].nbytes
         return image
 
 
@@ -389,7 +392,8 @@ def _render_tile(rasters: Sequence[_Raster], candidates: list[int], z: int, x: i
 
 
 def _build(rasters: Sequence[_Raster], out_path: str | os.PathLike, zoom: int | None,
-           min_zoom: int | None, progress: bool, name: str) -> BuildResult:
+           min_zoom: int | None, progress: bool, name: str,
+           memory_mb: float = 1024.0) -> BuildResult:
     from tqdm import tqdm
 
     if not rasters:
@@ -414,7 +418,8 @@ def _build(rasters: Sequence[_Raster], out_path: str | os.PathLike, zoom: int | 
                 tile_candidates.setdefault((tx, ty), []).append(k)
     writer = _Writer(Path(out_path), name)
     try:
-        decoded = _DecodedSources(lambda r: nominal_mpp(r.lat, zoom, TILE_PX))
+        decoded = _DecodedSources(lambda r: nominal_mpp(r.lat, zoom, TILE_PX),
+                                  int(memory_mb * (1 << 20)))
         for (tx, ty) in tqdm(sorted(tile_candidates), desc=f"zoom {zoom}", unit="tile",
                              disable=not progress):
             tile = _render_tile(rasters, tile_candidates[(tx, ty)], zoom, tx, ty, decoded)

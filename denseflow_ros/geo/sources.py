@@ -80,7 +80,10 @@ def decode_tile(data: bytes, max_side: int = 4096) -> tuple[np.ndarray, np.ndarr
     width, height = image_size(data)
     if not (0 < width <= max_side and 0 < height <= max_side):
         raise TileDecodeError(f"tile image is {width} x {height} px, outside 1..{max_side}")
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    try:
+        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:
+        raise TileDecodeError(f"tile image data cannot be decoded: {exc.msg}") from exc
     if image is None or image.shape[:2] != (height, width):
         raise TileDecodeError("tile image data is truncated or corrupt")
     if image.dtype == np.uint16:
