@@ -160,3 +160,17 @@ def test_affine_and_remap_paths_agree(world: tuple[float, np.ndarray, Path],
         monkeypatch.setattr(cache_module, "_AFFINE_TOLERANCE_PX", -1.0)
         remapped = cache.crop(lat, LON, 21.0, 200, 0.27)
     assert np.abs(fast.image.astype(int) - remapped.image).max() <= 2
+
+
+def test_downsampling_crops_are_anti_aliased(tmp_path: Path) -> None:
+    # Two-pixel stripes at the tiles' resolution: sampled 3.5x coarser without a low-pass they
+    # alias into full-contrast moire; a low-passed crop is close to flat grey.
+    stripes = np.zeros((500, 500, 3), np.uint8)
+    stripes[:, ::2] = 255
+    build_from_image(stripes, 49.0, LON, 0.2, tmp_path / "s", progress=False, min_zoom=19)
+    with SatelliteCache(tmp_path / "s") as cache:
+        crop = cache.crop(49.0, LON, 10.0, 64, 0.7)
+        assert crop.zoom == 19
+        fine = cache.crop(49.0, LON, 0.0, 64, 0.196)
+    assert crop.image.std() < 12.0 and abs(crop.image.mean() - 127.5) < 8.0
+    assert fine.image.std() > 25.0  # at the tiles' own resolution the stripes stay
