@@ -151,7 +151,7 @@ def _export(net: DenseFlow, path: Path, half: bool, **metadata: Any) -> None:
 
 
 def train(cfg: TrainConfig) -> dict[str, Any]:
-    """Run (or resume) one training run; return a summary of what it did."""
+    """Run (or resume) one training run; return a summary with the per-step logs."""
     info, device = setup_distributed(cfg.device)
     out = Path(cfg.out)
     _setup_logging(out, info.is_main)
@@ -238,6 +238,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
     stop_at = total_steps if cfg.max_steps is None else min(total_steps, cfg.max_steps)
     val_results: dict | None = None
+    history: list[dict[str, float]] = []
     started = time.monotonic()
     model.train()
     while step < stop_at and epoch < epochs:
@@ -275,6 +276,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             sched.step()
             step += 1
             epoch_step += 1
+            history.append(dict(logs))
             if progress is not None:
                 progress.update(1)
                 progress.set_postfix(loss=f"{logs['loss']:.3f}", epe=f"{logs['epe']:.2f}")
@@ -313,6 +315,14 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                             validation=val_results, dataset=cfg.dataset)
         save_state()
     finished = step >= total_steps
+    if info.world > 1:
+        # DDP keeps replicas in lockstep; check it, since a silent divergence ruins a run.
+        digest = float(sum(p.detach().double().sum() for p in net.parameters()))
+        digests: list[float] = [0.0] * info.world
+        dist.all_gather_object(digests, digest)
+        if len(set(digests)) != 1:
+            raise RuntimeError(f"replicas diverged: parameter sums {digests}")
+        LOG.info("all %d ranks hold the same weights (parameter sum %.9g)", info.world, digest)
     if finished and info.is_main:
         _export(net, out / "model.pt", cfg.save_half, epoch=epoch, step=step,
                 dataset=cfg.dataset)
@@ -323,7 +333,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     if info.world > 1:
         dist.barrier()
     return {"step": step, "epoch": epoch, "finished": finished, "best": best,
-            "validation": val_results}
+            "validation": val_results, "history": history}
 
 
 def main(argv: list[str] | None = None) -> int:
