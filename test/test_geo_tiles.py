@@ -380,3 +380,28 @@ def test_read_rejects_out_of_range_indices(xyz: Path) -> None:
     assert source.read(19, 1 << 19, 0) is None
     assert source.read(31, 0, 0) is None
     assert source.read(-1, 0, 0) is None
+
+
+def test_transient_read_errors_are_retried(mbtiles: Path) -> None:
+    with SatelliteCache(mbtiles) as cache:
+        original = cache.source.read
+        failures = {"left": 1}
+        centre = mercantile.tile(LON, LAT, 19)
+
+        def flaky_read(z: int, x: int, y: int) -> bytes | None:
+            if (z, x, y) == (19, centre.x, centre.y) and failures["left"]:
+                failures["left"] -= 1
+                raise sqlite3.OperationalError("database is locked")
+            return original(z, x, y)
+
+        cache.source.read = flaky_read  # type: ignore[method-assign]
+        first = cache.crop(LAT, LON, 0.0, 128, MPP, zoom=19)
+        second = cache.crop(LAT, LON, 0.0, 128, MPP, zoom=19)
+    assert first.coverage < 1.0 and not first.mask[64, 64]
+    assert second.coverage == 1.0
+
+
+def test_zero_padded_names_are_not_tiles(xyz: Path, tmp_path: Path) -> None:
+    root = copy_tree(xyz, tmp_path / "padded")
+    (root / "019").mkdir()
+    assert open_tile_source(root).zooms == [18, 19]

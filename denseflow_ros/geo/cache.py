@@ -84,42 +84,53 @@ class TileLRU:
             # Another thread is decoding this tile; use its result once it is stored.
             event.wait()
         tile: Tile | None = None
+        lasting = False
         try:
-            tile = self._load(key)
+            tile, lasting = self._load(key)
         finally:
             with self._lock:
-                nbytes = _NEGATIVE_ENTRY_BYTES if tile is None else (
-                    tile[0].nbytes + (0 if tile[1] is None else tile[1].nbytes))
-                self._entries[key] = (tile, nbytes)
-                self.size_bytes += nbytes
-                while self.size_bytes > self.capacity_bytes and self._entries:
-                    _, (_, old_bytes) = self._entries.popitem(last=False)
-                    self.size_bytes -= old_bytes
+                if lasting:
+                    nbytes = _NEGATIVE_ENTRY_BYTES if tile is None else (
+                        tile[0].nbytes + (0 if tile[1] is None else tile[1].nbytes))
+                    self._entries[key] = (tile, nbytes)
+                    self.size_bytes += nbytes
+                    while self.size_bytes > self.capacity_bytes and self._entries:
+                        _, (_, old_bytes) = self._entries.popitem(last=False)
+                        self.size_bytes -= old_bytes
                 del self._pending[key]
                 event.set()
         return tile
 
-    def _load(self, key: TileKey) -> Tile | None:
+    def _load(self, key: TileKey) -> tuple[Tile | None, bool]:
+        """Read and decode a tile; also say whether the outcome lasts (may be cached)."""
         z, x, y = key
         try:
             data = self.source.read(z, x, y)
             if data is None:
-                return None
-            self.decodes += 1
+                return None, True
+            with self._lock:
+                self.decodes += 1
             tile = decode_tile(data, max_side=self.source.tile_size)
             if tile[0].shape[:2] != (self.source.tile_size, self.source.tile_size):
                 raise TileDecodeError(
                     f"tile is {tile[0].shape[1]} x {tile[0].shape[0]} px in a cache of "
                     f"{self.source.tile_size} px tiles")
-            return tile
-        except (TileDecodeError, sqlite3.Error, OSError) as exc:
-            with self._lock:
-                self.bad_tiles += 1
-                warn = key not in self._warned and len(self._warned) < 1000
-                self._warned.add(key)
-            if warn:
-                _LOG.warning("skipping tile %d/%d/%d of %s: %s", z, x, y, self.source.path, exc)
-            return None
+            return tile, True
+        except TileDecodeError as exc:
+            self._report(key, exc)
+            return None, True
+        except (sqlite3.Error, OSError) as exc:
+            # A busy database or a flaky disk may recover: try this tile again next time.
+            self._report(key, exc)
+            return None, False
+
+    def _report(self, key: TileKey, exc: Exception) -> None:
+        with self._lock:
+            self.bad_tiles += 1
+            warn = key not in self._warned and len(self._warned) < 1000
+            self._warned.add(key)
+        if warn:
+            _LOG.warning("skipping tile %d/%d/%d of %s: %s", *key, self.source.path, exc)
 
 
 @dataclass(frozen=True)

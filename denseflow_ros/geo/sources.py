@@ -145,12 +145,12 @@ class TileSource:
     def _detect_tile_size(self) -> None:
         # The first readable tile at the finest zoom tells the tile size for the whole cache.
         for x, y in self.tiles(self.maxzoom):
-            data = self.read(self.maxzoom, x, y)
-            if data is None:
-                continue
             try:
+                data = self.read(self.maxzoom, x, y)
+                if data is None:
+                    continue
                 width, height = image_size(data)
-            except TileDecodeError:
+            except (TileDecodeError, OSError):
                 continue
             if width == height and width in TILE_SIZES:
                 self.tile_size = width
@@ -162,7 +162,8 @@ class TileSource:
 
 def _int_name(name: str) -> int | None:
     # Only plain decimal names count: "007", "-1", "1e3", "../3" are not tile indices.
-    if name.isascii() and name.isdigit() and len(name) <= 10:
+    if name.isascii() and name.isdigit() and len(name) <= 10 and (
+            name == "0" or name[0] != "0"):
         return int(name)
     return None
 
@@ -176,6 +177,14 @@ class XyzSource(TileSource):
         super().__init__(path)
         if not path.is_dir():
             raise TileSourceError(f"{path} is not a folder")
+        try:
+            self._scan()
+        except OSError as exc:
+            raise TileSourceError(f"{path} cannot be read: {exc.strerror or exc}") from exc
+        self._detect_tile_size()
+
+    def _scan(self) -> None:
+        path = self.path
         zooms = []
         for entry in os.scandir(path):
             z = _int_name(entry.name)
@@ -202,7 +211,6 @@ class XyzSource(TileSource):
         self._extensions = sorted(extensions) + [e for e in IMAGE_EXTENSIONS
                                                  if e not in extensions]
         self.format = "jpg" if self._extensions[0] in ("jpg", "jpeg") else self._extensions[0]
-        self._detect_tile_size()
 
     def read(self, z: int, x: int, y: int) -> bytes | None:
         """Return the bytes of tile (z, x, y), or None if the folder does not hold it."""
@@ -305,13 +313,11 @@ class MbtilesSource(TileSource):
         if not check_tile_index(z, x, y):
             return None
         tms_row = (1 << z) - 1 - y
-        try:
-            rows = self._query(
-                "SELECT CASE WHEN length(tile_data) <= ? THEN tile_data END, length(tile_data) "
-                "FROM tiles WHERE zoom_level = ? AND tile_column = ? AND tile_row = ? LIMIT 1",
-                (MAX_TILE_BYTES, z, x, tms_row))
-        except sqlite3.Error as exc:
-            raise TileDecodeError(f"tile {z}/{x}/{y} cannot be read: {exc}") from exc
+        # sqlite3.Error (a busy or vanished file) propagates: the caller retries later.
+        rows = self._query(
+            "SELECT CASE WHEN length(tile_data) <= ? THEN tile_data END, length(tile_data) "
+            "FROM tiles WHERE zoom_level = ? AND tile_column = ? AND tile_row = ? LIMIT 1",
+            (MAX_TILE_BYTES, z, x, tms_row))
         if not rows or rows[0][1] is None:
             return None
         data, length = rows[0]
