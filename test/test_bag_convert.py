@@ -343,3 +343,23 @@ def test_kitti_builds_tile_cache_from_satmaps(tmp_path: Path) -> None:
     # The 40 px image of frame 0 spans 7.8 m around its fix: a 4 m crop there is all its grey.
     assert crop.coverage == 1.0
     assert np.abs(crop.image.astype(int) - 90).max() <= 1
+
+
+def test_gnss_degradation_statistics() -> None:
+    drift = bag_common.GnssDegradation(bias_m=5.0, bias_tau_s=20.0, seed=1)
+    errors = np.array([drift.offset(float(t)) for t in range(20000)])
+    assert np.std(errors, axis=0) == pytest.approx([5.0, 5.0], rel=0.15)
+    # Neighbouring fixes share the slowly drifting bias: their steps are small.
+    assert np.std(np.diff(errors[:, 0])) < 5.0 * math.sqrt(2.0 / 20.0) * 1.2
+    noisy = bag_common.GnssDegradation(noise_m=2.0, seed=2)
+    errors = np.array([noisy.offset(float(t)) for t in range(5000)])
+    assert np.std(errors, axis=0) == pytest.approx([2.0, 2.0], rel=0.1)
+    assert np.abs(np.mean(errors, axis=0)).max() < 0.15
+    jumps = bag_common.GnssDegradation(jump_rate_hz=0.05, jump_m=10.0, bias_tau_s=1e6, seed=3)
+    errors = np.array([jumps.offset(float(t)) for t in range(400)])
+    steps = np.hypot(*np.diff(errors, axis=0).T)
+    assert 5 <= np.sum(steps > 9.0) <= 40  # about 0.05 per second for 400 s
+    assert np.sum((steps > 0.01) & (steps < 9.0)) == 0
+    assert not bag_common.GnssDegradation().active
+    with pytest.raises(ValueError, match="noise_m must be >= 0"):
+        bag_common.GnssDegradation(noise_m=-1.0)
