@@ -274,7 +274,31 @@ def test_ford_processed_layout_to_bag(tmp_path: Path, test_form: bool) -> None:
     assert (float(custom["camera_x_m"]), float(custom["camera_y_m"])) == (1.45, 0.32)
 
 
-def make_ford_recording(path: Path) -> dict:
+def _bayer_rggb(rgb: np.ndarray) -> np.ndarray:
+    raw = np.empty(rgb.shape[:2], np.uint8)
+    raw[0::2, 0::2] = rgb[0::2, 0::2, 0]
+    raw[0::2, 1::2] = rgb[0::2, 1::2, 1]
+    raw[1::2, 0::2] = rgb[1::2, 0::2, 1]
+    raw[1::2, 1::2] = rgb[1::2, 1::2, 2]
+    return raw
+
+
+def _camera_msg(kind: str, rgb: np.ndarray, t: int) -> tuple[str, object]:
+    if kind == "bayer":
+        msg = bagio.image_msg(_bayer_rggb(rgb), t, "camera_front_left_raw")
+        msg.encoding = "bayer_rggb8"
+        return "sensor_msgs/msg/Image", msg
+    if kind == "png":
+        types = bagio.typestore().types
+        ok, data = cv2.imencode(".png", rgb[:, :, ::-1])
+        assert ok
+        return "sensor_msgs/msg/CompressedImage", types["sensor_msgs/msg/CompressedImage"](
+            header=bagio.header_msg(t, "camera_front_left_raw"), format="png",
+            data=np.frombuffer(data.tobytes(), np.uint8))
+    return "sensor_msgs/msg/Image", bagio.image_msg(rgb, t, "camera_front_left_raw")
+
+
+def make_ford_recording(path: Path, image_kind: str = "rgb8") -> dict:
     """Write a Ford-style recording: NED map poses, FRD IMU, GPS fixes, images."""
     from denseflow_ros.geo import LocalEnu
 
@@ -295,8 +319,10 @@ def make_ford_recording(path: Path) -> dict:
             bag.write("/imu", "sensor_msgs/msg/Imu", t, bagio.imu_msg(
                 t, "imu", q_ned, (0.1, 0.2, 0.3), (1.0, 2.0, -9.8),
                 orientation_covariance=[0.01, 0.02, 0.03]))
-            bag.write("/image_front_left", "sensor_msgs/msg/Image", t,
-                      bagio.image_msg(_image(20 + i), t, "camera_front_left_raw"))
+            rgb = np.full((6, 8, 3), (200, 100, 50), np.uint8) if image_kind == "bayer" \
+                else _image(20 + i)
+            msg_type, msg = _camera_msg(image_kind, rgb, t)
+            bag.write("/image_front_left", msg_type, t, msg)
             truth[t] = (east, north, math.pi / 2 - yaw_ned)
     return truth
 
@@ -363,3 +389,18 @@ def test_gnss_degradation_statistics() -> None:
     assert not bag_common.GnssDegradation().active
     with pytest.raises(ValueError, match="noise_m must be >= 0"):
         bag_common.GnssDegradation(noise_m=-1.0)
+
+
+@pytest.mark.parametrize("kind", ["bayer", "png"])
+def test_ford_recording_camera_encodings(tmp_path: Path, kind: str) -> None:
+    make_ford_recording(tmp_path / "ford_raw", kind)
+    out = tmp_path / "bag"
+    assert cli_main(["bag", "ford", "--bag", str(tmp_path / "ford_raw"), "--out", str(out)]) == 0
+    images = [m.msg for m in bagio.iter_messages(out, [bag_ford.DEFAULT_TOPICS["image"]])]
+    assert len(images) == 4 and all(m.encoding == "rgb8" for m in images)
+    for i, msg in enumerate(images):
+        rgb = bagio.image_array(msg)
+        if kind == "png":
+            np.testing.assert_array_equal(rgb, _image(20 + i))
+        else:  # a uniform colour demosaics to itself away from the border
+            assert rgb[2:-2, 2:-2].reshape(-1, 3).tolist() == [[200, 100, 50]] * 8

@@ -341,6 +341,34 @@ def convert_processed(args: argparse.Namespace) -> dict:
     return summary
 
 
+# ROS Bayer encodings -> OpenCV demosaicing codes (OpenCV names the pattern one pixel later).
+_BAYER_TO_BGR = {
+    "bayer_rggb8": "COLOR_BayerBG2BGR", "bayer_bggr8": "COLOR_BayerRG2BGR",
+    "bayer_gbrg8": "COLOR_BayerGR2BGR", "bayer_grbg8": "COLOR_BayerGB2BGR",
+}
+
+
+def camera_image(msg: Any, msg_type: str, stamp: int, frame_id: str) -> Any:
+    """Return the recording's camera frame as an Image the localizer reads.
+
+    Compressed frames are decoded and Bayer frames demosaiced to rgb8; any other Image keeps
+    its pixels and encoding. The frame id becomes ``frame_id``.
+    """
+    import cv2
+
+    if msg_type == "sensor_msgs/msg/CompressedImage":
+        bgr = cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise ValueError(f"compressed frame at {stamp} ns ({msg.format}) cannot be decoded")
+        return bagio.image_msg(np.ascontiguousarray(bgr[:, :, ::-1]), stamp, frame_id)
+    if msg.encoding in _BAYER_TO_BGR:
+        raw = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)
+        bgr = cv2.cvtColor(np.ascontiguousarray(raw[:, : msg.width]),
+                           getattr(cv2, _BAYER_TO_BGR[msg.encoding]))
+        return bagio.image_msg(np.ascontiguousarray(bgr[:, :, ::-1]), stamp, frame_id)
+    return dataclasses.replace(msg, header=dataclasses.replace(msg.header, frame_id=frame_id))
+
+
 def _stamp(msg: Any, fallback: int) -> int:
     header = getattr(msg, "header", None)
     if header is None:
@@ -423,12 +451,11 @@ def convert_recording(args: argparse.Namespace) -> dict:
                 if frame < args.start or (args.end is not None and frame >= args.end) or (
                         (frame - args.start) % args.step):
                     continue
-                header = dataclasses.replace(msg.header, frame_id=args.camera_frame)
-                bag.write(args.image_topic, "sensor_msgs/msg/Image", stamp,
-                          dataclasses.replace(msg, header=header))
+                image = camera_image(msg, item.msg_type, stamp, args.camera_frame)
+                bag.write(args.image_topic, "sensor_msgs/msg/Image", stamp, image)
                 if calib is not None:
                     bag.write(args.camera_info_topic, "sensor_msgs/msg/CameraInfo", stamp,
-                              bagio.camera_info_msg(calib.k, msg.width, msg.height, stamp,
+                              bagio.camera_info_msg(calib.k, image.width, image.height, stamp,
                                                     args.camera_frame, d=calib.d, p=calib.p,
                                                     r=calib.r,
                                                     distortion_model=calib.distortion_model))
