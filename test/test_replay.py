@@ -46,8 +46,9 @@ def test_replay_is_received_with_source_stamps(tmp_path: Path,
     _write_source(source)
     topics = ["/cam/image_raw", "/gps/fix", "/ground_truth"]
     recorder = subprocess.Popen(
-        _cli("record", "--topics", *topics, "--out", str(recorded), "--storage", "sqlite3",
-             "--idle-timeout", "3", "--discovery-timeout", "60", "--duration", "90"),
+        _cli("record", "--topics", *topics, "/clock", "--out", str(recorded),
+             "--storage", "sqlite3", "--idle-timeout", "3", "--discovery-timeout", "60",
+             "--duration", "90"),
         env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         player = subprocess.run(
@@ -64,7 +65,8 @@ def test_replay_is_received_with_source_stamps(tmp_path: Path,
             recorder.kill()
             recorder.communicate()
     assert recorder.returncode == 0, err
-    assert json.loads(out)["received"] == {t: N for t in topics}
+    received = json.loads(out)["received"]
+    assert {t: received[t] for t in topics} == {t: N for t in topics}
 
     got: dict[str, list] = {}
     for item in bagio.iter_messages(recorded):
@@ -78,6 +80,10 @@ def test_replay_is_received_with_source_stamps(tmp_path: Path,
         assert image[0, 0].tolist() == [1, 2, 3] and image[10, 10, 0] == i * 20
     assert [m.latitude for m in got["/gps/fix"]] == [49.0 + i * 1e-5 for i in range(N)]
     assert [m.pose.position.y for m in got["/ground_truth"]] == [2.0 * i for i in range(N)]
+    # /clock runs with the bag's time: never backwards, within the bag, up to its last stamp.
+    clock = [bagio.stamp_to_ns(m.clock) for m in got["/clock"]]
+    assert len(clock) >= N and clock == sorted(clock)
+    assert clock[0] >= T0 and clock[-1] == T0 + (N - 1) * STEP + 1000
 
 
 def test_replay_rejects_unknown_topic(tmp_path: Path, ros_env: dict[str, str]) -> None:

@@ -70,7 +70,7 @@ class _Player:
             from rosgraph_msgs.msg import Clock
 
             self.clock_pub = node.create_publisher(Clock, "/clock", replay_dds.qos_profile(
-                "reliable", depth=1))
+                "reliable", depth=10))
 
     def publish_clock(self, bag_ns: int) -> None:
         """Publish ``/clock`` at bag time ``bag_ns`` (when enabled)."""
