@@ -63,6 +63,9 @@ def make_tree(root: Path, n: int, test_lines: bool = True) -> None:
         sat.parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(sat), texture(rng, 1280, 1280, 24), [cv2.IMWRITE_PNG_COMPRESSION, 1])
     (root / "train_files.txt").write_text("\n".join(names) + "\n")
+    (root / "sim_info.json").write_text(json.dumps({
+        "satmap_mpp": 156543.03392 * math.cos(math.radians(49.015)) / 2**18 / 2,
+        "camera_height_m": 1.65, "camera_from_oxts_m": [1.08, 0.26]}))
     if test_lines:
         lines = [f"{x} {0.1 * i:.3f} {-0.05 * i:.3f} {0.2:.3f}" for i, x in enumerate(names)]
         (root / "test1_files.txt").write_text("\n".join(lines) + "\n")
@@ -192,3 +195,45 @@ def test_torchrun_two_processes_train_and_agree(tree: Path, tmp_path: Path) -> N
     assert "all 2 ranks hold the same weights" in log
     assert "finished at step 4 of 4" in log  # 4 samples / (batch 1 x 2 ranks) x 2 epochs
     assert (out / "model.pt").is_file()
+
+
+def test_synthetic_export_is_generated_and_matches_the_world(tmp_path: Path) -> None:
+    pytest.importorskip("denseflow_ros.sim.export")
+    from denseflow_ros.sim.world import generate_world
+    from training.datasets import CropOptions, build_dataset
+
+    spec = {"train_seeds": [11], "val_seeds": [12], "test_seeds": [13], "frames": 2,
+            "world_size_m": 250.0, "image_size": [248, 75], "satmap_px": 160,
+            "satmap_mpp": 0.8}
+    opts = CropOptions(ground_size=(32, 128), satellite_size=64, satellite_mpp=0.8,
+                       shift_range_lon_m=0.0, shift_range_lat_m=0.0, rotation_range_deg=0.0)
+    root = tmp_path / "sim"
+    ds = build_dataset("synthetic", root, "train", opts, generate=spec)
+    assert len(ds) == 2 and ds.satmap_mpp == pytest.approx(0.8)
+    assert len(build_dataset("synthetic", root, "val", opts)) == 2
+    test = build_dataset("synthetic", root, "test1", opts)
+    assert len(test) == 2 and all(e[1] is not None for e in test.entries)
+    # With no perturbation the crop is the orthophoto around the camera, heading along +u.
+    world = generate_world(11, size_m=250.0)
+    s = ds[0]
+    assert float(s["shift_u_m"]) == pytest.approx(0.0, abs=1e-6)
+    name = ds.entries[0][0]
+    date, drive, frame = name.split("/")
+    oxts = (root / "raw_data" / date / drive / "oxts" / "data" / frame.replace(".png", ".txt")
+            ).read_text().split()
+    lat, lon, yaw = float(oxts[0]), float(oxts[1]), float(oxts[5])
+    east, north = world.enu.forward(lat, lon)
+    east += 1.08 * math.cos(yaw) + 0.26 * math.sin(yaw)
+    north += 1.08 * math.sin(yaw) - 0.26 * math.cos(yaw)
+    col, row = world.enu_to_pixel(east, north)
+    scale = 0.8 / world.mpp
+    f = np.array([math.cos(yaw), -math.sin(yaw)]) * scale
+    r = np.array([math.sin(yaw), math.cos(yaw)]) * scale
+    m = np.array([[f[0], r[0], col - 32 * (f[0] + r[0])], [f[1], r[1], row - 32 * (f[1] + r[1])]])
+    blurred = cv2.GaussianBlur(world.ortho, (0, 0), 0.5 * math.sqrt(scale * scale - 1))
+    expected = cv2.warpAffine(blurred, m, (64, 64), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+    got = (s["satellite"].permute(1, 2, 0).numpy() * 255).astype(np.float64)
+    diff = np.abs(got - expected.astype(np.float64))[4:-4, 4:-4].mean()
+    assert diff < 6.0, diff
+    shuffled = np.abs(got - np.roll(expected, 8, axis=1).astype(np.float64))[4:-4, 4:-4].mean()
+    assert shuffled > 2 * diff

@@ -161,6 +161,15 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         with open(out / "config.yaml", "w", encoding="utf-8") as f:
             yaml.safe_dump(to_dict(cfg), f, sort_keys=False)
 
+    generate = cfg.dataset_options.get("generate") if cfg.dataset == "synthetic" else None
+    if generate:
+        # One process writes the synthetic export; the others wait for it.
+        if info.is_main:
+            from training.synthetic import ensure_export
+
+            ensure_export(cfg.root, generate, progress=sys.stderr.isatty())
+        if info.world > 1:
+            dist.barrier()
     net = build_model(cfg).to(device)
     opts = crop_options_for(
         net.config, cfg.dataset, shift_range_lon_m=cfg.shift_range_lon_m,

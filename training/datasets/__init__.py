@@ -17,14 +17,23 @@ def build_dataset(
 ) -> CrossViewDataset:
     """Build the named dataset's ``split`` under ``root``.
 
-    ``synthetic`` is the simulator's KITTI-layout export read by the KITTI loader; keyword
-    arguments go to the loader (e.g. ``split_file``, ``log`` for Ford, ``area`` for VIGOR,
-    ``satmap_mpp`` for KITTI-layout exports).
+    ``synthetic`` is the simulator's KITTI-layout export read by the KITTI loader with the
+    constants of its ``sim_info.json`` (written first if ``generate`` describes it, see
+    :mod:`training.synthetic`); other keyword arguments go to the loader (e.g.
+    ``split_file``, ``log`` for Ford, ``area`` for VIGOR).
     """
-    if name in ("kitti", "synthetic"):
+    if name == "kitti":
         from training.datasets.kitti import KittiDataset
 
         return KittiDataset(root, split, options, **kwargs)
+    if name == "synthetic":
+        from training.datasets.kitti import KittiDataset
+        from training.synthetic import ensure_export, loader_options
+
+        generate = kwargs.pop("generate", None)
+        if generate:
+            ensure_export(root, generate)
+        return KittiDataset(root, split, options, **{**loader_options(root), **kwargs})
     if name == "ford":
         from training.datasets.ford import FordDataset
 

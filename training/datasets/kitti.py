@@ -13,8 +13,9 @@
 Split lines are ``<date>/<drive>/<frame>.png``; test lines add three numbers in [-1, 1]: the
 camera's offset from the prior along the true heading and across it (left positive) in units
 of the shift ranges, and the yaw in units of the rotation range. The camera sits 1.08 m ahead
-of and 0.26 m right of the GPS antenna. ``val`` is the last ``val_fraction`` of the training
-list (whole drives, as the list is sorted), so model selection never sees a test split.
+of and 0.26 m right of the GPS antenna. ``val`` reads ``val_files.txt`` where the root has
+one, else it is the last ``val_fraction`` of the training list (whole drives, as the list is
+sorted), so model selection never sees a test split.
 """
 
 from __future__ import annotations
@@ -93,14 +94,18 @@ class KittiDataset(CrossViewDataset):
         self.camera_height_m = float(camera_height_m)
         require(self.root / "raw_data", "the ground images folder raw_data/", self.name)
         require(self.root / "satmap", "the satellite maps folder satmap/", self.name)
+        derive_val = False
         if split_file is not None:
             list_path = Path(split_file)
+        elif split == "val" and (self.root / "val_files.txt").is_file():
+            list_path = self.root / "val_files.txt"
         else:
+            derive_val = split in ("train", "val")
             list_name = "train" if split in ("train", "val") else split
             list_path = self.root / f"{list_name}_files.txt"
         require(list_path, "the split file", self.name)
         lines = read_lines(list_path)
-        if split in ("train", "val") and split_file is None:
+        if derive_val:
             n_val = int(round(len(lines) * val_fraction))
             lines = lines[len(lines) - n_val:] if split == "val" else lines[: len(lines) - n_val]
         self.entries: list[tuple[str, tuple[float, float, float] | None]] = []
