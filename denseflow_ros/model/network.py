@@ -81,6 +81,9 @@ class DenseFlow(nn.Module):
         config.validate()
         self.config = config
         self.iterations = config.iterations
+        # Run-time choice of centroid weighting in the pose solver; False reproduces the
+        # authors' KITTI/Ford/Oxford solver (plain means over the mask).
+        self.weighted_centroids = True
         trunk_out = config.trunk_widths[-1]
         self.ground_trunk = Trunk(config.trunk_widths)
         self.satellite_trunk = Trunk(config.trunk_widths)
@@ -179,10 +182,16 @@ class DenseFlow(nn.Module):
                 up_mask = self.update.upsample_mask(net)
                 flows.append(convex_upsample(coords1 - coords0, up_mask, cfg.stride))
                 confs.append(upsample_confidence(conf, cfg.stride))
-        full_mask = _full_resolution_mask(maskf, cfg.stride, turns)
+        # The pose is solved in the native layout, where every visible pixel exists (turning
+        # a crop about its centre pixel leaves one row outside), then turned.
+        native_mask = _upsampled_mask(maskf, cfg.stride)
+        su, sv, yaw, cov = solve_pose(
+            flows[-1], confs[-1], native_mask, mpp, weighted_centroids=self.weighted_centroids
+        )
+        su, sv, cov = _turn_pose(su, sv, cov, turns)
+        full_mask = from_native(native_mask.to(maskf.dtype), turns) > 0.5
         flows = [from_native(f, turns, vector=True) for f in flows]
         confs = [from_native(c, turns) for c in confs]
-        su, sv, yaw, cov = solve_pose(flows[-1], confs[-1], full_mask, mpp)
         if self.training:
             return DenseFlowTrainingOutput(flows, confs, full_mask, su, sv, yaw, cov)
         return DenseFlowOutput(flows[-1], confs[-1], full_mask, su, sv, yaw, cov)
@@ -225,12 +234,28 @@ def project_to_bev(
     return sample_bev(ground_features, uv, depth > 1e-6)
 
 
-def _full_resolution_mask(mask: torch.Tensor, stride: int, turns: int) -> torch.Tensor:
+def _upsampled_mask(mask: torch.Tensor, stride: int) -> torch.Tensor:
     # Bilinear (aligned corners) upsampling, then any overlap counts as visible: the mask the
-    # authors' solver uses, turned back to the package layout.
+    # authors' solver uses.
     a = mask.shape[-1]
     up = F.interpolate(mask, size=(a * stride, a * stride), mode="bilinear", align_corners=True)
-    return from_native((up > 0).to(mask.dtype), turns) > 0.5
+    return up > 0
+
+
+def _full_resolution_mask(mask: torch.Tensor, stride: int, turns: int) -> torch.Tensor:
+    up = _upsampled_mask(mask, stride)
+    return from_native(up.to(mask.dtype), turns) > 0.5
+
+
+def _turn_pose(
+    shift_u: torch.Tensor, shift_v: torch.Tensor, cov: torch.Tensor, turns: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    # Native (a, b) is package (-b, a); the yaw is the same in both layouts.
+    if turns == 0:
+        return shift_u, shift_v, cov
+    p = torch.tensor([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], dtype=cov.dtype,
+                     device=cov.device)
+    return -shift_v, shift_u, p @ cov @ p.T
 
 
 def visibility_mask(
