@@ -51,8 +51,11 @@ def _texture(seed: int) -> np.ndarray:
 
 
 def _frame(client: Client, t: float, heading: float | None = 0.3, image: np.ndarray | None = None,
-           encoding: str = "rgb8", lat: float = LAT0, lon: float = LON0) -> None:
+           encoding: str = "rgb8", lat: float = LAT0, lon: float = LON0,
+           camera_info: bool = True) -> None:
     client.send_prior(t, lat, lon, heading)
+    if camera_info:
+        client.send_camera_info(intrinsics(W, H), W, H)
     client.spin(0.15)
     client.send_image(t, _texture(int(abs(t))) if image is None else image, encoding)
 
@@ -116,7 +119,7 @@ def test_node_publishes_poses_and_survives_bad_input(
         client.pub_info.publish(CameraInfo(width=W, height=H))
         _expect_rejected(client, "bad_camera_info")
         t += 1.0
-        _frame(client, t)
+        _frame(client, t, camera_info=False)
         _expect_pose(client, 3)
 
         # Fixes: NaN, NO_FIX, out of range: ignored, so the frame has no usable fix.

@@ -231,12 +231,15 @@ class Client:
         self.pub_info = self.node.create_publisher(CameraInfo, "camera_info", q)
         self.pub_fix = self.node.create_publisher(NavSatFix, "fix", q)
         self.pub_imu = self.node.create_publisher(Imu, "imu", q)
+        from nav_msgs.msg import Odometry
+
+        self.pub_odom = self.node.create_publisher(Odometry, "odom", q)
         self.poses: list[Any] = []
         self.fixes: list[Any] = []
         self.diagnostics: list[Any] = []
         reliable = QoSProfile(depth=100)
-        self.node.create_subscription(PoseWithCovarianceStamped, "pose", self.poses.append,
-                                      reliable)
+        self.sub_pose = self.node.create_subscription(
+            PoseWithCovarianceStamped, "pose", self.poses.append, reliable)
         self.node.create_subscription(NavSatFix, "fix_refined", self.fixes.append, reliable)
         self.node.create_subscription(DiagnosticArray, "/diagnostics",
                                       self.diagnostics.append, 10)
@@ -252,9 +255,9 @@ class Client:
 
     def wait_for_node(self, proc: subprocess.Popen, seconds: float = 60.0) -> None:
         """Wait until the node subscribes to the image topic (it is active)."""
-        ok = self.spin(seconds, lambda: self.pub_image.get_subscription_count() > 0
-                       or self.pub_compressed.get_subscription_count() > 0
-                       or proc.poll() is not None)
+        ok = self.spin(seconds, lambda: (self.pub_image.get_subscription_count() > 0
+                                         or self.pub_compressed.get_subscription_count() > 0)
+                       and self.sub_pose.get_publisher_count() > 0 or proc.poll() is not None)
         if not ok or proc.poll() is not None:
             out = proc.stdout.read() if proc.poll() is not None else ""
             raise AssertionError(f"node did not become active: {out}")
@@ -267,8 +270,9 @@ class Client:
         return Time(sec=int(t), nanosec=int(round((t - int(t)) * 1e9)))
 
     def send_prior(self, t: float, lat: float, lon: float, heading: float | None,
-                   std_m: float = 15.0, status: int = 0) -> None:
-        """Publish a fix (and an IMU heading, when given) stamped t."""
+                   std_m: float = 15.0, status: int = 0, heading_topic: str = "imu") -> None:
+        """Publish a fix (and a heading on ``heading_topic``, when given) stamped t."""
+        from nav_msgs.msg import Odometry
         from sensor_msgs.msg import Imu, NavSatFix
 
         fix = NavSatFix()
@@ -279,7 +283,14 @@ class Client:
         fix.position_covariance = [std_m ** 2, 0.0, 0.0, 0.0, std_m ** 2, 0.0, 0.0, 0.0, 25.0]
         fix.position_covariance_type = NavSatFix.COVARIANCE_TYPE_DIAGONAL_KNOWN
         self.pub_fix.publish(fix)
-        if heading is not None:
+        if heading is not None and heading_topic == "odom":
+            odom = Odometry()
+            odom.header.stamp = self.stamp(t)
+            odom.header.frame_id = "map"
+            q = odom.pose.pose.orientation
+            q.z, q.w = math.sin(heading / 2), math.cos(heading / 2)
+            self.pub_odom.publish(odom)
+        elif heading is not None:
             imu = Imu()
             imu.header.stamp = self.stamp(t)
             imu.header.frame_id = "imu"
