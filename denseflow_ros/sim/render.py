@@ -139,13 +139,16 @@ def _place_objects(world: World, rng: np.random.Generator, east: float, north: f
 
 def render_ground(world: World, K: np.ndarray, width: int, height: int, east_m: float,
                   north_m: float, yaw_rad: float, camera_height_m: float = 1.65,
-                  seed: int = 0) -> np.ndarray:
+                  seed: int = 0, return_depth: bool = False
+                  ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Render the ground camera at (east_m, north_m, yaw_rad); return (height, width, 3) RGB.
 
     ``K`` is the 3x3 pinhole intrinsic matrix for the ``width`` x ``height`` image (OpenCV
     camera frame: x right, y down, z forward along the vehicle heading, optical axis
     horizontal at ``camera_height_m`` above the flat ground). ``seed`` places the cars and
     pedestrians and varies exposure and noise; the same arguments give the same image.
+    With ``return_depth``, also return each pixel's depth along the optical axis (metres,
+    float32, infinite for the sky).
     """
     import cv2
 
@@ -171,8 +174,8 @@ def render_ground(world: World, K: np.ndarray, width: int, height: int, east_m: 
     right = z[:, None] * tan_u[None, :]
     pe = east_m + fwd * c + right * s
     pn = north_m + fwd * s - right * c
-    col_f = pe / mpp + cols_n / 2.0 - 0.5
-    row_f = rows_n / 2.0 - 0.5 - pn / mpp
+    col_f = pe / mpp + cols_n // 2
+    row_f = rows_n // 2 - pn / mpp
     qi = np.rint(col_f).astype(np.int64)
     ri = np.rint(row_f).astype(np.int64)
     inside = (qi >= 1) & (qi < cols_n - 1) & (ri >= 1) & (ri < rows_n - 1)
@@ -221,6 +224,7 @@ def render_ground(world: World, K: np.ndarray, width: int, height: int, east_m: 
     obj = hit & (hk > 0)
 
     image = np.zeros((height, width, 3), dtype=np.float32)
+    depth = np.full((height, width), np.inf, dtype=np.float32)
 
     # --- sky -------------------------------------------------------------------------------
     vv = v[:, None]
@@ -255,8 +259,9 @@ def render_ground(world: World, K: np.ndarray, width: int, height: int, east_m: 
         if not sel.any():
             continue
         scale = 2 ** lev
-        mcol = ((gre[sel] / mpp + cols_n / 2.0) / scale - 0.5).astype(np.float32)
-        mrow = ((rows_n / 2.0 - grn[sel] / mpp) / scale - 0.5).astype(np.float32)
+        # Level pixel j covers full-resolution pixels scale*j .. scale*j + scale - 1.
+        mcol = ((gre[sel] / mpp + cols_n // 2 + 0.5) / scale - 0.5).astype(np.float32)
+        mrow = ((rows_n // 2 - grn[sel] / mpp + 0.5) / scale - 0.5).astype(np.float32)
         ground_rgb[sel] = cv2.remap(mips[lev], mcol, mrow, cv2.INTER_LINEAR,
                                     borderMode=cv2.BORDER_CONSTANT,
                                     borderValue=tuple(float(f) for f in field))
@@ -264,6 +269,7 @@ def render_ground(world: World, K: np.ndarray, width: int, height: int, east_m: 
     haze_g = (1.0 - np.exp(-zgw / _HAZE_M))[..., None]
     ground_lin = ground_lin * (1 - haze_g) + horizon_col * haze_g
     image[below] = np.where(obj[below][..., None], image[below], ground_lin)
+    depth[below] = np.broadcast_to(zgw, (gv.size, width))
 
     # --- vertical structure --------------------------------------------------------------
     if obj.any():
@@ -293,6 +299,7 @@ def render_ground(world: World, K: np.ndarray, width: int, height: int, east_m: 
         lin = colour * light * 0.9
         haze_o = (1.0 - np.exp(-zo / _HAZE_M))[:, None]
         image[ov, ou] = lin * (1 - haze_o) + horizon_col * haze_o
+        depth[ov, ou] = zo
 
     # --- camera ----------------------------------------------------------------------------
     exposure = rng.uniform(0.85, 1.2)
@@ -304,7 +311,8 @@ def render_ground(world: World, K: np.ndarray, width: int, height: int, east_m: 
     image = image * vignette[..., None].astype(np.float32)
     image = np.clip(image, 0.0, 1.0) ** (1 / 2.2)
     image = image + rng.normal(0.0, 0.012, image.shape).astype(np.float32)
-    return np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    rgb = np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return (rgb, depth) if return_depth else rgb
 
 
 def _hash01(a: np.ndarray, b: np.ndarray) -> np.ndarray:

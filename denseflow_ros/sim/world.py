@@ -16,9 +16,10 @@ with cast shadows, an aerial colour grade and a slight sensor blur) and the grou
 textures its road surface with, so the two views differ in lighting and colour as real aerial
 and car imagery do.
 
-Raster convention: row 0 is the northern edge, pixel (col, row) has its centre at
-``east = (col + 0.5 - W / 2) * mpp``, ``north = (H / 2 - row - 0.5) * mpp``; the world's
-centre (east 0, north 0) is ``(center_lat, center_lon)`` of :attr:`World.enu`.
+Raster convention (the geo builders' and crops'): row 0 is the northern edge, integer
+coordinates at pixel centres, pixel (col, row) at ``east = (col - W // 2) * mpp``,
+``north = (H // 2 - row) * mpp``; the world's centre, pixel (W // 2, H // 2), is
+``(center_lat, center_lon)``, the datum of :attr:`World.enu`.
 """
 
 from __future__ import annotations
@@ -216,15 +217,15 @@ class World:
                      ) -> tuple[np.ndarray, np.ndarray]:
         """Return continuous (col, row) raster coordinates, integers at pixel centres."""
         rows, cols = self.shape
-        col = np.asarray(east) / self.mpp + cols / 2.0 - 0.5
-        row = rows / 2.0 - 0.5 - np.asarray(north) / self.mpp
+        col = np.asarray(east) / self.mpp + cols // 2
+        row = rows // 2 - np.asarray(north) / self.mpp
         return col, row
 
     def pixel_to_enu(self, col: np.ndarray, row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Return (east, north) in metres of continuous raster coordinates."""
         rows, cols = self.shape
-        east = (np.asarray(col) + 0.5 - cols / 2.0) * self.mpp
-        north = (rows / 2.0 - 0.5 - np.asarray(row)) * self.mpp
+        east = (np.asarray(col) - cols // 2) * self.mpp
+        north = (rows // 2 - np.asarray(row)) * self.mpp
         return east, north
 
     def save(self, path: str | Path) -> None:
@@ -733,11 +734,11 @@ def generate_world(seed: int, size_m: float = 1000.0, mpp: float = 0.2, lat: flo
     top = np.zeros((n, n, 3), dtype=np.float16)
     under = np.zeros((n, n, 3), dtype=np.float16)
     cols = np.arange(n)
-    east = ((cols + 0.5) * mpp - half).astype(np.float32)
+    east = ((cols - n // 2) * mpp).astype(np.float32)
 
     def raster_strip(strip: int) -> None:
         rows = np.arange(strip * _STRIP_ROWS, min((strip + 1) * _STRIP_ROWS, n))
-        north = (half - (rows + 0.5) * mpp).astype(np.float32)
+        north = ((n // 2 - rows) * mpp).astype(np.float32)
         res = _sample_grid(residual, (half - north) / _WARP_GRID_M + 0.5,
                            (east + half) / _WARP_GRID_M + 0.5)
         e2, n2 = east[None, :], north[:, None]
