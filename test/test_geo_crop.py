@@ -174,3 +174,17 @@ def test_downsampling_crops_are_anti_aliased(tmp_path: Path) -> None:
         fine = cache.crop(49.0, LON, 0.0, 64, 0.196)
     assert crop.image.std() < 12.0 and abs(crop.image.mean() - 127.5) < 8.0
     assert fine.image.std() > 25.0  # at the tiles' own resolution the stripes stay
+
+
+def test_reused_low_passed_mosaic_gives_the_same_crop(world: tuple[float, np.ndarray, Path]
+                                                      ) -> None:
+    lat0, _, path = world
+    lon1, lat1, _ = GEOD.fwd(LON, lat0, 45.0, 3.0)
+    with SatelliteCache(path, cache_mb=16) as shared:
+        shared.crop(lat0, LON, 10.0, 192, 0.33)
+        reused = shared.crop(lat1, lon1, 14.0, 192, 0.33)
+        assert shared._prepared is not None
+    with SatelliteCache(path, cache_mb=16) as fresh:
+        alone = fresh.crop(lat1, lon1, 14.0, 192, 0.33)
+    assert reused.coverage == alone.coverage == 1.0
+    assert np.abs(reused.image.astype(int) - alone.image).max() <= 1

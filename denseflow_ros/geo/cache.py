@@ -244,6 +244,8 @@ class SatelliteCache:
         self.source = path if isinstance(path, TileSource) else open_tile_source(path)
         self.tiles = TileLRU(self.source, int(cache_mb * (1 << 20)))
         self.max_tiles_per_crop = int(max_tiles_per_crop)
+        self._prepared_lock = threading.Lock()
+        self._prepared: tuple | None = None
 
     def __enter__(self) -> SatelliteCache:
         return self
@@ -317,7 +319,8 @@ class SatelliteCache:
         while scale >= 2.0 and levels < 8:
             scale /= 2.0
             levels += 1
-        sigma = 0.5 * math.sqrt(scale * scale - 1.0) if scale > 1.05 else 0.0
+        # Rounded, so that successive crops agree on it and can share a low-passed mosaic.
+        sigma = round(10.0 * math.sqrt(scale * scale - 1.0)) / 20.0 if scale > 1.05 else 0.0
         margin = 2.0 + 3.0 * sigma * (1 << levels) + (1 << (levels + 2))
         x_lo, x_hi = gx.min() - margin, gx.max() + margin
         y_lo, y_hi = gy.min() - margin, gy.max() + margin
@@ -331,13 +334,13 @@ class SatelliteCache:
             raise ValueError(
                 f"a {size_px} px crop at {mpp} m/px needs {count} tiles at zoom {zoom}, over "
                 f"the limit of {self.max_tiles_per_crop}; the cache lacks coarser zooms")
-        mosaic, valid = self._mosaic(zoom, tx0, tx1, ty0, ty1)
+        full_inside = (x_lo >= tx0 * tile_px and y_lo >= ty0 * tile_px
+                       and x_hi < (tx1 + 1) * tile_px and y_hi < (ty1 + 1) * tile_px)
+        mosaic, valid, factor, (tx0, ty0) = self._prepared_mosaic(
+            zoom, (tx0, tx1, ty0, ty1), levels, sigma)
         # Mosaic coordinates of the fitted map: shift from the fit origin to the mosaic corner.
         shift_x = origin_x - tx0 * tile_px
         shift_y = origin_y - ty0 * tile_px
-        full_inside = (x_lo >= tx0 * tile_px and y_lo >= ty0 * tile_px
-                       and x_hi < (tx1 + 1) * tile_px and y_hi < (ty1 + 1) * tile_px)
-        mosaic, valid, factor = _low_pass(mosaic, valid, levels, sigma)
 
         import cv2
 
@@ -384,6 +387,37 @@ class SatelliteCache:
             image[~mask] = 0
             coverage = float(mask.mean())
         return Crop(image=image, mask=mask, coverage=coverage, geometry=geometry, zoom=zoom)
+
+    def _prepared_mosaic(self, zoom: int, needed: tuple[int, int, int, int], levels: int,
+                         sigma: float
+                         ) -> tuple[np.ndarray, np.ndarray | None, float, tuple[int, int]]:
+        """Return the (low-passed) mosaic covering ``needed`` tiles, its mask, factor, origin.
+
+        Low-passing costs more than sampling, and successive crops along a drive need the
+        same tiles, so the last complete low-passed mosaic is kept (with one extra ring of
+        tiles) and reused while it covers the crop.
+        """
+        tx0, tx1, ty0, ty1 = needed
+        key = (zoom, levels, sigma)
+        with self._prepared_lock:
+            last = self._prepared
+        if last is not None and last[0] == key and last[1] <= tx0 and tx1 <= last[2] \
+                and last[3] <= ty0 and ty1 <= last[4]:
+            return last[5], None, last[6], (last[1], last[3])
+        if levels or sigma:
+            last_tile = (1 << zoom) - 1
+            grown = (max(tx0 - 1, 0), min(tx1 + 1, last_tile), max(ty0 - 1, 0),
+                     min(ty1 + 1, last_tile))
+            if (grown[1] - grown[0] + 1) * (grown[3] - grown[2] + 1) \
+                    <= self.max_tiles_per_crop:
+                tx0, tx1, ty0, ty1 = grown
+        mosaic, valid = self._mosaic(zoom, tx0, tx1, ty0, ty1)
+        mosaic, valid, factor = _low_pass(mosaic, valid, levels, sigma)
+        if valid is None:
+            mosaic.setflags(write=False)
+            with self._prepared_lock:
+                self._prepared = (key, tx0, tx1, ty0, ty1, mosaic, factor)
+        return mosaic, valid, factor, (tx0, ty0)
 
     def _mosaic(self, zoom: int, tx0: int, tx1: int, ty0: int, ty1: int
                 ) -> tuple[np.ndarray, np.ndarray | None]:
