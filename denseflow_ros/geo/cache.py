@@ -62,6 +62,7 @@ class TileLRU:
         self.hits = 0
         self.decodes = 0
         self.bad_tiles = 0
+        self.transient_errors = 0
         self._warned: set[TileKey] = set()
 
     def __len__(self) -> int:
@@ -121,6 +122,8 @@ class TileLRU:
             return None, True
         except (sqlite3.Error, OSError) as exc:
             # A busy database or a flaky disk may recover: try this tile again next time.
+            with self._lock:
+                self.transient_errors += 1
             self._report(key, exc)
             return None, False
 
@@ -403,7 +406,7 @@ class SatelliteCache:
             last = self._prepared
         if last is not None and last[0] == key and last[1] <= tx0 and tx1 <= last[2] \
                 and last[3] <= ty0 and ty1 <= last[4]:
-            return last[5], None, last[6], (last[1], last[3])
+            return last[5], last[6], last[7], (last[1], last[3])
         if levels or sigma:
             last_tile = (1 << zoom) - 1
             grown = (max(tx0 - 1, 0), min(tx1 + 1, last_tile), max(ty0 - 1, 0),
@@ -411,12 +414,16 @@ class SatelliteCache:
             if (grown[1] - grown[0] + 1) * (grown[3] - grown[2] + 1) \
                     <= self.max_tiles_per_crop:
                 tx0, tx1, ty0, ty1 = grown
+        failures = self.tiles.transient_errors
         mosaic, valid = self._mosaic(zoom, tx0, tx1, ty0, ty1)
         mosaic, valid, factor = _low_pass(mosaic, valid, levels, sigma)
-        if valid is None:
-            mosaic.setflags(write=False)
+        # A tile that failed to read may read next time: keep only mosaics read cleanly.
+        if self.tiles.transient_errors == failures:
+            for array in (mosaic, valid):
+                if array is not None:
+                    array.setflags(write=False)
             with self._prepared_lock:
-                self._prepared = (key, tx0, tx1, ty0, ty1, mosaic, factor)
+                self._prepared = (key, tx0, tx1, ty0, ty1, mosaic, valid, factor)
         return mosaic, valid, factor, (tx0, ty0)
 
     def _mosaic(self, zoom: int, tx0: int, tx1: int, ty0: int, ty1: int
