@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from pathlib import Path
@@ -84,7 +85,8 @@ def test_evaluate_scores_prior_and_estimate(tmp_path: Path, projection: str,
     out_json, out_png = tmp_path / "results.json", tmp_path / "plot.png"
     rc = cli_main(["evaluate", "--bag", str(tmp_path / "rec"), "--poses",
                    str(tmp_path / "poses"), "--map-projection", projection,
-                   "--json", str(out_json), "--plot", str(out_png)])
+                   "--json", str(out_json), "--plot", str(out_png),
+                   "--csv", str(tmp_path / "frames.csv")])
     assert rc == 0
     printed = capsys.readouterr().out
     assert "matched 5 of 6 poses (1 without ground truth, 0 without a prior)" in printed
@@ -102,6 +104,14 @@ def test_evaluate_scores_prior_and_estimate(tmp_path: Path, projection: str,
     assert prior["distance_mean_m"] == pytest.approx(PRIOR_EAST_OFFSET, abs=1e-3)
     assert prior["yaw_mean_deg"] == pytest.approx(PRIOR_YAW_ERR_DEG, abs=1e-6)
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with (tmp_path / "frames.csv").open() as stream:
+        rows = list(csv.DictReader(stream))
+    assert [int(r["stamp_ns"]) for r in rows] == [T0 + i * STEP for i in range(5)]
+    for i, row in enumerate(rows):
+        assert float(row["est_longitudinal_m"]) == pytest.approx(LONGITUDINAL[i], abs=1e-3)
+        assert float(row["est_lateral_m"]) == pytest.approx(LATERAL[i], abs=1e-3)
+        assert float(row["est_yaw_err_deg"]) == pytest.approx(abs(YAW_ERR_DEG[i]), abs=1e-3)
+        assert float(row["prior_lateral_m"]) == pytest.approx(-PRIOR_EAST_OFFSET, abs=1e-3)
 
 
 def test_antenna_offset_moves_the_prior(tmp_path: Path) -> None:

@@ -52,6 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with a live topic: also write the received poses to this bag")
     parser.add_argument("--json", type=Path, default=None, help="write the results document")
     parser.add_argument("--plot", type=Path, default=None, help="write a trajectory plot (PNG)")
+    parser.add_argument("--csv", type=Path, default=None,
+                        help="write per-frame poses and errors (ENU metres, degrees)")
     parser.add_argument("--ground-truth-topic", default=None,
                         help="default: the bag's ground_truth_topic metadata")
     parser.add_argument("--fix-topic", default=None, help="default: the bag's fix_topic")
@@ -296,7 +298,7 @@ def evaluate(args: argparse.Namespace) -> tuple[dict, dict]:
         datum = bag_datum
     to_bag = MapToBag(bag_datum, args.map_projection, datum, args.utm_zone)
 
-    est, pri, tru = [], [], []
+    est, pri, tru, matched_stamps = [], [], [], []
     counts = {"poses": len(rows), "without_ground_truth": 0, "without_prior": 0}
     ax, ay = args.antenna_x_m, args.antenna_y_m
     for stamp, x, y, yaw in sorted(rows):
@@ -316,20 +318,43 @@ def evaluate(args: argparse.Namespace) -> tuple[dict, dict]:
                     heading))
         est.append(to_bag(x, y, yaw))
         tru.append((truth.east[g], truth.north[g], truth.yaw[g]))
+        matched_stamps.append(stamp)
     if not est:
         raise ValueError(
             f"none of the {len(rows)} poses matched ground truth within {args.max_dt_s} s "
             f"and a prior within {args.max_prior_dt_s} s")
     e, p, t = (np.array(v, dtype=np.float64) for v in (est, pri, tru))
-    doc = metrics.evaluate_errors(
-        metrics.pose_errors(p[:, 0], p[:, 1], p[:, 2], t[:, 0], t[:, 1], t[:, 2]),
-        metrics.pose_errors(e[:, 0], e[:, 1], e[:, 2], t[:, 0], t[:, 1], t[:, 2]),
-    )
+    prior_errors = metrics.pose_errors(p[:, 0], p[:, 1], p[:, 2], t[:, 0], t[:, 1], t[:, 2])
+    estimate_errors = metrics.pose_errors(e[:, 0], e[:, 1], e[:, 2], t[:, 0], t[:, 1],
+                                          t[:, 2])
+    doc = metrics.evaluate_errors(prior_errors, estimate_errors)
     counts["ground_truth_frames"] = int(truth.stamps.size)
     counts["matched"] = int(e.shape[0])
     details = {"counts": counts, "estimate": e, "prior": p, "truth": t,
+               "stamps": matched_stamps, "prior_errors": prior_errors,
+               "estimate_errors": estimate_errors,
                "ground_truth_track": np.stack([truth.east, truth.north], axis=1)}
     return doc, details
+
+
+def write_csv(details: dict, path: Path) -> None:
+    """Write one row per matched pose: stamp, truth, estimate, prior and their errors."""
+    import csv
+
+    columns = ["stamp_ns", "true_east_m", "true_north_m", "true_yaw_deg", "est_east_m",
+               "est_north_m", "est_yaw_deg", "prior_east_m", "prior_north_m", "prior_yaw_deg",
+               "est_lateral_m", "est_longitudinal_m", "est_yaw_err_deg", "prior_lateral_m",
+               "prior_longitudinal_m", "prior_yaw_err_deg"]
+    with path.open("w", newline="") as stream:
+        out = csv.writer(stream)
+        out.writerow(columns)
+        for k, stamp in enumerate(details["stamps"]):
+            row: list[float] = []
+            for track in (details["truth"], details["estimate"], details["prior"]):
+                row += [track[k, 0], track[k, 1], math.degrees(track[k, 2])]
+            for errors in (details["estimate_errors"], details["prior_errors"]):
+                row += [float(errors[0][k]), float(errors[1][k]), float(errors[2][k])]
+            out.writerow([stamp, *(f"{v:.6f}" for v in row)])
 
 
 def plot_trajectory(details: dict, path: Path, title: str) -> None:
@@ -378,6 +403,8 @@ def main(args: argparse.Namespace) -> int:
           f"{counts['ground_truth_frames']} ground-truth frames")
     if args.json is not None:
         args.json.write_text(json.dumps(doc, indent=2) + "\n")
+    if args.csv is not None:
+        write_csv(details, args.csv)
     if args.plot is not None:
         plot_trajectory(details, args.plot, f"{Path(args.bag).name}: "
                         f"{doc['estimate']['distance_median_m']:.2f} m median error")
