@@ -1,0 +1,180 @@
+# Copyright 2026 The denseflow_ros Authors
+# SPDX-License-Identifier: Apache-2.0
+"""The DenseFlow network: the forward contract, inference vs training, gradients."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from torch import nn
+
+from denseflow_ros.model import (
+    DenseFlow,
+    DenseFlowOutput,
+    DenseFlowTrainingOutput,
+    example_intrinsics,
+    get_preset,
+    visibility_mask,
+)
+
+
+def _inputs(name: str, batch: int = 1, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    cfg = get_preset(name)
+    gen = torch.Generator().manual_seed(seed)
+    h, w = cfg.ground_size
+    s = cfg.satellite_size
+    return (
+        torch.rand(batch, 3, h, w, generator=gen),
+        torch.rand(batch, 3, s, s, generator=gen),
+        example_intrinsics(cfg, batch),
+    )
+
+
+def _net(name: str = "lite", seed: int = 0, **changes: object) -> DenseFlow:
+    torch.manual_seed(seed)
+    cfg = dataclasses.replace(get_preset(name), **changes)
+    return DenseFlow(cfg)
+
+
+def test_lite_inference_contract() -> None:
+    net = _net().eval()
+    ground, sat, k = _inputs("lite", batch=2)
+    out = net(ground, sat, k)
+    assert isinstance(out, DenseFlowOutput)
+    s = net.config.satellite_size
+    assert out.flow.shape == (2, 2, s, s)
+    assert out.confidence.shape == (2, 1, s, s)
+    assert out.mask.shape == (2, 1, s, s) and out.mask.dtype == torch.bool
+    for t in (out.shift_u_m, out.shift_v_m, out.yaw_deg):
+        assert t.shape == (2,) and torch.isfinite(t).all()
+    assert out.covariance.shape == (2, 3, 3)
+    assert torch.all(torch.linalg.eigvalsh(out.covariance.double()) > 0)
+    assert not out.flow.requires_grad and not out.shift_u_m.requires_grad
+    conf = out.confidence[out.mask]
+    assert torch.all((conf > 0) & (conf < 1))
+    assert torch.all(out.confidence[~out.mask] == 0)
+    # The returned mask is the geometry's, the one training zeroes ground truth outside of.
+    assert torch.equal(out.mask, visibility_mask(net.config, k))
+
+
+def test_kitti_forward_shapes() -> None:
+    # The call everything else makes, at the paper's sizes (one iteration keeps it quick).
+    net = _net("kitti").eval()
+    net.iterations = 1
+    ground, sat, k = _inputs("kitti")
+    assert ground.shape == (1, 3, 256, 1024) and sat.shape == (1, 3, 512, 512)
+    out = net(ground, sat, k)
+    assert out.flow.shape == (1, 2, 512, 512)
+    assert out.confidence.shape == (1, 1, 512, 512)
+    assert out.covariance.shape == (1, 3, 3)
+    assert 0.1 < float(out.mask.float().mean()) < 0.4
+    assert sum(p.numel() for p in net.parameters()) == pytest.approx(29.85e6, rel=0.01)
+
+
+def _freeze_batchnorm(net: nn.Module) -> None:
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.eval()
+
+
+def test_inference_equals_the_last_training_iteration() -> None:
+    net = _net()
+    ground, sat, k = _inputs("lite", batch=1, seed=3)
+    net.train()
+    _freeze_batchnorm(net)  # same normalisation statistics in both passes
+    train_out = net(ground, sat, k)
+    assert isinstance(train_out, DenseFlowTrainingOutput)
+    assert len(train_out.flows) == len(train_out.confidences) == net.iterations
+    net.eval()
+    out = net(ground, sat, k)
+    assert torch.allclose(out.flow, train_out.flows[-1].detach(), atol=1e-4)
+    assert torch.allclose(out.confidence, train_out.confidences[-1].detach(), atol=1e-6)
+    assert torch.equal(out.mask, train_out.mask)
+    assert float(out.shift_u_m) == pytest.approx(float(train_out.shift_u_m.detach()), abs=1e-4)
+    assert float(out.yaw_deg) == pytest.approx(float(train_out.yaw_deg.detach()), abs=1e-4)
+    # Iterations differ from each other: the decoder does refine.
+    assert not torch.allclose(train_out.flows[0], train_out.flows[-1])
+
+
+def test_iterations_are_a_run_time_setting() -> None:
+    net = _net().train()
+    ground, sat, k = _inputs("lite")
+    net.iterations = 2
+    assert len(net(ground, sat, k).flows) == 2
+    net.eval()
+    net.iterations = 1
+    one = net(ground, sat, k).flow
+    net.iterations = 3
+    three = net(ground, sat, k).flow
+    assert not torch.allclose(one, three)
+
+
+def test_pose_loss_gradients_reach_both_trunks() -> None:
+    net = _net().train()
+    ground, sat, k = _inputs("lite", batch=2)
+    out = net(ground, sat, k)
+    loss = (out.shift_u_m.abs() + out.shift_v_m.abs() + out.yaw_deg.abs()).mean()
+    loss.backward()
+    for trunk in (net.ground_trunk, net.satellite_trunk):
+        grad = trunk.conv1.weight.grad
+        assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
+    for module in (net.feature_encoder, net.context_encoder):
+        assert module.conv1.weight.grad.abs().sum() > 0
+    assert net.update.flow_conf.conv4.weight.grad.abs().sum() > 0
+    assert net.update.mask[2].weight.grad.abs().sum() > 0
+
+
+def test_turned_preset_runs_in_its_native_layout() -> None:
+    # A preset trained with the heading "up" sees the satellite turned a quarter; its
+    # outputs come back in the package layout with the mask ahead of the camera.
+    net = _net(native_turns=1).eval()
+    ground, sat, k = _inputs("lite")
+    out = net(ground, sat, k)
+    c = net.config.satellite_size // 2
+    assert not out.mask[..., : c - 8].any()
+    assert out.mask[..., c + 20:].float().mean() > 0.1
+    assert torch.equal(out.mask, visibility_mask(net.config, k))
+
+
+def _nearest_visible_px(mask: torch.Tensor) -> int:
+    c = mask.shape[-1] // 2
+    row = mask[0, c, c:]
+    return int(torch.nonzero(row)[0])
+
+
+def test_per_sample_mpp_and_camera_height() -> None:
+    net = _net().eval()
+    ground, sat, k = _inputs("lite", batch=2)
+    out = net(ground, sat, k, satellite_mpp=torch.tensor([0.4, 0.8]))
+    # The nearest visible ground is a fixed distance ahead: at twice the metres per pixel it
+    # is half as many pixels ahead (to within a feature cell).
+    near, far = _nearest_visible_px(out.mask[0]), _nearest_visible_px(out.mask[1])
+    assert far < near and abs(2 * far - near) <= 16
+    # A higher camera sees the ground start further ahead.
+    high = net(ground, sat, k, camera_height_m=3.3)
+    assert _nearest_visible_px(high.mask[0]) > near + 8
+
+
+def test_panorama_preset_forward() -> None:
+    net = _net("vigor", trunk_widths=(16, 16, 32, 32), refine_dim=32, refine_stages=1,
+               feature_dim=32, hidden_dim=16, context_dim=16, iterations=2).eval()
+    cfg = net.config
+    gen = torch.Generator().manual_seed(0)
+    ground = torch.rand(1, 3, *cfg.ground_size, generator=gen)
+    sat = torch.rand(1, 3, cfg.satellite_size, cfg.satellite_size, generator=gen)
+    out = net(ground, sat, None)
+    assert out.mask.float().mean() > 0.9
+    assert torch.isfinite(out.flow).all()
+
+
+def test_bad_inputs_raise_one_clear_error() -> None:
+    net = _net().eval()
+    ground, sat, k = _inputs("lite")
+    with pytest.raises(ValueError, match="same batch size"):
+        net(ground, torch.cat([sat, sat]), k)
+    with pytest.raises(ValueError, match="square"):
+        net(ground, sat[..., :200], k)
+    with pytest.raises(ValueError, match="unknown model preset"):
+        get_preset("nuscenes")
