@@ -132,9 +132,13 @@ def test_resume_reproduces_an_uninterrupted_run(tree: Path, tmp_path: Path) -> N
 def test_best_checkpoint_comes_from_validation_and_evaluates(tree: Path, tmp_path: Path,
                                                             capsys: pytest.CaptureFixture) -> None:
     cfg = tiny(tree, tmp_path / "run", total_steps=2, batch_size=3,
-               dataset_options={"val_fraction": 0.25}, save_half=True)
+               dataset_options={"val_fraction": 0.25}, save_half=True,
+               export=str(tmp_path / "bundle" / "demo.pt"))
     summary = train(cfg)
     assert summary["validation"]["samples"] == 1
+    bundle = torch.load(tmp_path / "bundle" / "demo.pt", weights_only=True)
+    assert bundle["metadata"]["source"] == "best.pt" and bundle["metadata"]["dtype"] == "float16"
+    assert next(iter(bundle["state_dict"].values())).dtype == torch.float16
     best = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
     assert best["metadata"]["validation"]["samples"] == 1  # val split, not test1
     assert all(v.dtype == torch.float16 for v in best["state_dict"].values()

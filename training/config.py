@@ -68,6 +68,9 @@ class TrainConfig:
     log_every: int = 20
     init_checkpoint: str | None = None
     save_half: bool = False
+    # When the run finishes, also write the chosen network (best on validation, else the
+    # final one) here in float16, e.g. a bundled resource.
+    export: str | None = None
     resume: bool = False
 
 

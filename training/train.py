@@ -37,8 +37,8 @@ import yaml
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler, Sampler
 
-from denseflow_ros.model import DenseFlow, get_preset, save_checkpoint
-from denseflow_ros.model.checkpoint import load_state
+from denseflow_ros.model import DenseFlow, get_preset, load_model, save_checkpoint
+from denseflow_ros.model.checkpoint import load_state, read_checkpoint
 from training.config import TrainConfig, add_config_arguments, load_config, to_dict
 from training.engine import (
     LOG,
@@ -147,7 +147,7 @@ def _export(net: DenseFlow, path: Path, half: bool, **metadata: Any) -> None:
     clone = DenseFlow(net.config)
     clone.load_state_dict(net.state_dict())
     clone.half()
-    save_checkpoint(clone, path, **metadata, dtype="float16")
+    save_checkpoint(clone, path, **{**metadata, "dtype": "float16"})
 
 
 def train(cfg: TrainConfig) -> dict[str, Any]:
@@ -335,6 +335,13 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     if finished and info.is_main:
         _export(net, out / "model.pt", cfg.save_half, epoch=epoch, step=step,
                 dataset=cfg.dataset)
+        if cfg.export:
+            chosen = out / "best.pt" if (out / "best.pt").is_file() else out / "model.pt"
+            final = load_model(chosen)
+            meta = dict(read_checkpoint(chosen).get("metadata", {}))
+            Path(cfg.export).parent.mkdir(parents=True, exist_ok=True)
+            _export(final, Path(cfg.export), True, **{**meta, "source": chosen.name})
+            LOG.info("exported %s as float16 to %s", chosen.name, cfg.export)
     LOG.info("%s at step %d of %d after %.1f s", "finished" if finished else "stopped", step,
              total_steps, time.monotonic() - started)
     if writer is not None:
