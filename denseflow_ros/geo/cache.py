@@ -475,9 +475,12 @@ def _low_pass(mosaic: np.ndarray, valid: np.ndarray | None, levels: int, sigma: 
         if valid is not None:
             valid = cv2.pyrDown(valid)
     if sigma > 0.0:
-        mosaic = cv2.GaussianBlur(mosaic, (0, 0), sigma)
+        # Taps beyond 2.5 sigma weigh under 0.2 % of the centre tap; drop them (OpenCV's
+        # default kernel for uint8 reaches 3 sigma, which is 5 taps instead of 3 at 0.45).
+        ksize = 2 * max(int(2.5 * sigma), 1) + 1
+        mosaic = cv2.GaussianBlur(mosaic, (ksize, ksize), sigma)
         if valid is not None:
-            valid = cv2.GaussianBlur(valid, (0, 0), sigma)
+            valid = cv2.GaussianBlur(valid, (ksize, ksize), sigma)
     if valid is not None:
         # Any invalid pixel under the filter makes the result invalid.
         valid = np.where(valid >= 255, 255, 0).astype(np.uint8)
