@@ -8,7 +8,8 @@ quadratic map is fitted to it (its fit error is checked on the cells' midpoints 
 map is used instead if it exceeds 0.02 px), and ``cv2.remap`` (or ``cv2.warpAffine`` when the
 map is affine to 0.01 px) samples a mosaic of just the tiles the crop needs. When the tiles
 are finer than the crop the mosaic is low-passed first (``cv2.pyrDown`` per octave, then a
-Gaussian for the rest), so the crop is anti-aliased; otherwise sampling is bilinear.
+Gaussian for the rest), so the crop is anti-aliased; otherwise sampling is bilinear. The
+last (low-passed) mosaic is kept for the next crop, which along a drive needs the same tiles.
 """
 
 from __future__ import annotations
@@ -397,8 +398,8 @@ class SatelliteCache:
         """Return the (low-passed) mosaic covering ``needed`` tiles, its mask, factor, origin.
 
         Low-passing costs more than sampling, and successive crops along a drive need the
-        same tiles, so the last complete low-passed mosaic is kept (with one extra ring of
-        tiles) and reused while it covers the crop.
+        same tiles, so the last mosaic is kept (one mosaic, outside ``cache_mb``; when it is
+        low-passed it gets a ring of spare tiles) and reused while it covers the crop.
         """
         tx0, tx1, ty0, ty1 = needed
         key = (zoom, levels, sigma)
