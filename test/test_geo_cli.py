@@ -95,3 +95,31 @@ def test_tiles_info_does_not_import_heavy_modules(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "none")],
                             capture_output=True, text=True, timeout=60)
     assert result.stdout.strip().endswith("[]")
+
+
+def test_build_from_kitti_and_ford_layouts(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    image = cv2.GaussianBlur(np.random.default_rng(4).integers(0, 256, (200, 200, 3),
+                                                               dtype=np.uint8), (0, 0), 1.0)
+    satmap = tmp_path / "satmap" / "2011_09_26" / "2011_09_26_drive_0005_sync"
+    oxts = tmp_path / "oxts" / "data"
+    satmap.mkdir(parents=True)
+    oxts.mkdir(parents=True)
+    for frame, (lat, lon) in enumerate([(49.0110, 8.4236), (49.0111, 8.4238)]):
+        cv2.imwrite(str(satmap / f"{frame:010d}.png"), image)
+        (oxts / f"{frame:010d}.txt").write_text(f"{lat} {lon} 112.0 0.01 0.02 1.5\n")
+    code, out, err = run(["tiles", "build", "--kitti-satmap", str(satmap), "--kitti-oxts",
+                          str(oxts), "--out", str(tmp_path / "kitti"), "--no-progress"],
+                         capsys)
+    assert code == 0, err
+    assert "zoom 19" in out
+    with SatelliteCache(tmp_path / "kitti") as cache:
+        assert cache.crop(49.01105, 8.4237, 0.0, 64, 0.2).coverage == 1.0
+    ford = tmp_path / "SatelliteMaps_18"
+    ford.mkdir()
+    cv2.imwrite(str(ford / "42.294319_-83.223275.png"), image)
+    code, out, err = run(["tiles", "build", "--ford", str(ford), "--out",
+                          str(tmp_path / "ford.mbtiles"), "--no-progress"], capsys)
+    assert code == 0, err
+    with SatelliteCache(tmp_path / "ford.mbtiles") as cache:
+        assert cache.crop(42.294319, -83.223275, 0.0, 64, 0.2).coverage == 1.0
