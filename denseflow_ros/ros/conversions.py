@@ -129,7 +129,8 @@ def fix_is_valid(msg: Any) -> str | None:
     """Return why a NavSatFix is unusable, or None when it is a usable fix."""
     from sensor_msgs.msg import NavSatStatus
 
-    if msg.status.status <= NavSatStatus.STATUS_NO_FIX:
+    # STATUS_UNKNOWN (-2, newer distributions' default) is accepted: only NO_FIX says no.
+    if msg.status.status == NavSatStatus.STATUS_NO_FIX:
         return "no_fix"
     lat, lon = msg.latitude, msg.longitude
     if not (math.isfinite(lat) and math.isfinite(lon)):
