@@ -406,3 +406,10 @@ def test_zero_padded_names_are_not_tiles(xyz: Path, tmp_path: Path) -> None:
     root = copy_tree(xyz, tmp_path / "padded")
     (root / "019").mkdir()
     assert open_tile_source(root).zooms == [18, 19]
+
+
+@pytest.mark.parametrize("lat,lon", [(85.0, 179.9999), (-85.05, -180.0), (0.0, 540.0)])
+def test_crops_at_the_edges_of_the_map(xyz: Path, lat: float, lon: float) -> None:
+    with SatelliteCache(xyz) as cache:
+        crop = cache.crop(lat, lon, 33.0, 64, 0.5)
+    assert crop.coverage == 0.0 and crop.image.shape == (64, 64, 3) and not crop.image.any()

@@ -52,7 +52,8 @@ def _naive_crop(cache: SatelliteCache, lat: float, lon: float, heading_deg: floa
     reach = SIZE_PX * MPP / source_mpp * math.sqrt(0.5) + 2
     tx0, tx1 = int((cx - reach) // tile_px), int((cx + reach) // tile_px)
     ty0, ty1 = int((cy - reach) // tile_px), int((cy + reach) // tile_px)
-    mosaic, _ = cache._mosaic(zoom, tx0, tx1, ty0, ty1)
+    mosaic, _ = cache._mosaic(zoom, (tx0 * tile_px, ty0 * tile_px, (tx1 + 1) * tile_px,
+                                     (ty1 + 1) * tile_px))
     centre = (cx - tx0 * tile_px - 0.5, cy - ty0 * tile_px - 0.5)
     rotation = cv2.getRotationMatrix2D(centre, -heading_deg, 1.0)
     rotated = cv2.warpAffine(mosaic, rotation, mosaic.shape[1::-1], flags=cv2.INTER_LINEAR)

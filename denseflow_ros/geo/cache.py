@@ -9,7 +9,8 @@ map is used instead if it exceeds 0.02 px), and ``cv2.remap`` (or ``cv2.warpAffi
 map is affine to 0.01 px) samples a mosaic of just the tiles the crop needs. When the tiles
 are finer than the crop the mosaic is low-passed first (``cv2.pyrDown`` per octave, then a
 Gaussian for the rest), so the crop is anti-aliased; otherwise sampling is bilinear. The
-last (low-passed) mosaic is kept for the next crop, which along a drive needs the same tiles.
+last (low-passed) mosaic, a heading-independent square with some metres to spare, is kept
+for the next crop, which along a drive needs nearly the same pixels.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ _CONTROL_POINTS = 9
 _AFFINE_TOLERANCE_PX = 0.01
 _FIT_TOLERANCE_PX = 0.02
 MAX_CROP_PX = 8192
+# Source pixels kept beyond a crop's needs, so the next frame's crop reuses the mosaic.
+_SPARE_PX = 48
 
 
 class TileLRU:
@@ -296,6 +299,9 @@ class SatelliteCache:
 
         def to_global(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             la, lo = geometry.pixel_to_latlon(u, v)
+            # Unwrapped about the centre: a crop across the antimeridian stays contiguous
+            # (the part beyond +-180 degrees is reported invalid, not fetched).
+            lo = lon + (np.asarray(lo) - lon + 180.0) % 360.0 - 180.0
             wx, wy = lonlat_to_world(lo, la)
             # Global pixel index with integer values at pixel centres.
             return wx * world_px - 0.5, wy * world_px - 0.5
@@ -326,25 +332,30 @@ class SatelliteCache:
         # Rounded, so that successive crops agree on it and can share a low-passed mosaic.
         sigma = round(10.0 * math.sqrt(scale * scale - 1.0)) / 20.0 if scale > 1.05 else 0.0
         margin = 2.0 + 3.0 * sigma * (1 << levels) + (1 << (levels + 2))
-        x_lo, x_hi = gx.min() - margin, gx.max() + margin
-        y_lo, y_hi = gy.min() - margin, gy.max() + margin
-        n_tiles = 1 << zoom
-        tx0 = min(max(int(math.floor(x_lo / tile_px)), 0), n_tiles - 1)
-        tx1 = min(max(int(math.floor(x_hi / tile_px)), 0), n_tiles - 1)
-        ty0 = min(max(int(math.floor(y_lo / tile_px)), 0), n_tiles - 1)
-        ty1 = min(max(int(math.floor(y_hi / tile_px)), 0), n_tiles - 1)
-        count = (tx1 - tx0 + 1) * (ty1 - ty0 + 1)
+        # The needed source box is a square around the centre that holds the crop at any
+        # heading, so that the next frame's crop, turned or not, can reuse this mosaic.
+        centre_x, centre_y = origin_x + coef_x[0], origin_y + coef_y[0]
+        reach = float(np.hypot(gx - centre_x, gy - centre_y).max()) + margin
+        world_end = int(world_px)
+        box = (min(max(int(math.floor(centre_x - reach)), 0), world_end),
+               min(max(int(math.floor(centre_y - reach)), 0), world_end),
+               min(max(int(math.ceil(centre_x + reach)) + 1, 0), world_end),
+               min(max(int(math.ceil(centre_y + reach)) + 1, 0), world_end))
+        full_inside = (box[0] <= centre_x - reach and box[1] <= centre_y - reach
+                       and centre_x + reach < box[2] and centre_y + reach < box[3])
+        count = _tile_count(box, tile_px)
+        if count == 0:
+            empty = np.zeros((size_px, size_px), dtype=bool)
+            return Crop(image=np.zeros((size_px, size_px, 3), np.uint8), mask=empty,
+                        coverage=0.0, geometry=geometry, zoom=zoom)
         if count > self.max_tiles_per_crop:
             raise ValueError(
                 f"a {size_px} px crop at {mpp} m/px needs {count} tiles at zoom {zoom}, over "
                 f"the limit of {self.max_tiles_per_crop}; the cache lacks coarser zooms")
-        full_inside = (x_lo >= tx0 * tile_px and y_lo >= ty0 * tile_px
-                       and x_hi < (tx1 + 1) * tile_px and y_hi < (ty1 + 1) * tile_px)
-        mosaic, valid, factor, (tx0, ty0) = self._prepared_mosaic(
-            zoom, (tx0, tx1, ty0, ty1), levels, sigma)
+        mosaic, valid, factor, (px0, py0) = self._prepared_mosaic(zoom, box, levels, sigma)
         # Mosaic coordinates of the fitted map: shift from the fit origin to the mosaic corner.
-        shift_x = origin_x - tx0 * tile_px
-        shift_y = origin_y - ty0 * tile_px
+        shift_x = origin_x - px0
+        shift_y = origin_y - py0
 
         import cv2
 
@@ -353,8 +364,8 @@ class SatelliteCache:
             axis = np.arange(size_px, dtype=np.float64)
             fu, fv = np.meshgrid(axis, axis)
             ex, ey = to_global(fu, fv)
-            map_x = ((ex - tx0 * tile_px) / factor).astype(np.float32)
-            map_y = ((ey - ty0 * tile_px) / factor).astype(np.float32)
+            map_x = ((ex - px0) / factor).astype(np.float32)
+            map_y = ((ey - py0) / factor).astype(np.float32)
             affine = None
         elif max(np.abs(design[:, 3:] @ coef_x[3:]).max(),
                  np.abs(design[:, 3:] @ coef_y[3:]).max()) < _AFFINE_TOLERANCE_PX:
@@ -392,31 +403,29 @@ class SatelliteCache:
             coverage = float(mask.mean())
         return Crop(image=image, mask=mask, coverage=coverage, geometry=geometry, zoom=zoom)
 
-    def _prepared_mosaic(self, zoom: int, needed: tuple[int, int, int, int], levels: int,
+    def _prepared_mosaic(self, zoom: int, box: tuple[int, int, int, int], levels: int,
                          sigma: float
                          ) -> tuple[np.ndarray, np.ndarray | None, float, tuple[int, int]]:
-        """Return the (low-passed) mosaic covering ``needed`` tiles, its mask, factor, origin.
+        """Return the (low-passed) mosaic holding a global pixel box, its mask, factor, origin.
 
-        Low-passing costs more than sampling, and successive crops along a drive need the
-        same tiles, so the last mosaic is kept (one mosaic, outside ``cache_mb``; when it is
-        low-passed it gets a ring of spare tiles) and reused while it covers the crop.
+        Successive crops along a drive need nearly the same pixels, so the last mosaic is kept
+        (one mosaic, outside ``cache_mb``, with a few metres to spare) and reused while it
+        holds the next crop's box.
         """
-        tx0, tx1, ty0, ty1 = needed
         key = (zoom, levels, sigma)
         with self._prepared_lock:
             last = self._prepared
-        if last is not None and last[0] == key and last[1] <= tx0 and tx1 <= last[2] \
-                and last[3] <= ty0 and ty1 <= last[4]:
-            return last[5], last[6], last[7], (last[1], last[3])
-        if levels or sigma:
-            last_tile = (1 << zoom) - 1
-            grown = (max(tx0 - 1, 0), min(tx1 + 1, last_tile), max(ty0 - 1, 0),
-                     min(ty1 + 1, last_tile))
-            if (grown[1] - grown[0] + 1) * (grown[3] - grown[2] + 1) \
-                    <= self.max_tiles_per_crop:
-                tx0, tx1, ty0, ty1 = grown
+        if last is not None and last[0] == key and last[1] <= box[0] and last[2] <= box[1] \
+                and box[2] <= last[3] and box[3] <= last[4]:
+            return last[5], last[6], last[7], (last[1], last[2])
+        spare = _SPARE_PX << levels
+        end = self.source.tile_size << zoom
+        grown = (max(box[0] - spare, 0), max(box[1] - spare, 0), min(box[2] + spare, end),
+                 min(box[3] + spare, end))
+        if _tile_count(grown, self.source.tile_size) <= self.max_tiles_per_crop:
+            box = grown
         failures = self.tiles.transient_errors
-        mosaic, valid = self._mosaic(zoom, tx0, tx1, ty0, ty1)
+        mosaic, valid = self._mosaic(zoom, box)
         mosaic, valid, factor = _low_pass(mosaic, valid, levels, sigma)
         # A tile that failed to read may read next time: keep only mosaics read cleanly.
         if self.tiles.transient_errors == failures:
@@ -424,25 +433,31 @@ class SatelliteCache:
                 if array is not None:
                     array.setflags(write=False)
             with self._prepared_lock:
-                self._prepared = (key, tx0, tx1, ty0, ty1, mosaic, valid, factor)
-        return mosaic, valid, factor, (tx0, ty0)
+                self._prepared = (key, *box, mosaic, valid, factor)
+        return mosaic, valid, factor, (box[0], box[1])
 
-    def _mosaic(self, zoom: int, tx0: int, tx1: int, ty0: int, ty1: int
+    def _mosaic(self, zoom: int, box: tuple[int, int, int, int]
                 ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Assemble global pixels [x0, x1) x [y0, y1) at a zoom; mask None if all valid."""
         tile_px = self.source.tile_size
-        mosaic = np.zeros(((ty1 - ty0 + 1) * tile_px, (tx1 - tx0 + 1) * tile_px, 3), np.uint8)
+        x0, y0, x1, y1 = box
+        mosaic = np.zeros((y1 - y0, x1 - x0, 3), np.uint8)
         valid: np.ndarray | None = None
-        for ty in range(ty0, ty1 + 1):
-            for tx in range(tx0, tx1 + 1):
+        for ty in range(y0 // tile_px, (y1 - 1) // tile_px + 1):
+            for tx in range(x0 // tile_px, (x1 - 1) // tile_px + 1):
                 tile = self.tiles.get((zoom, tx, ty))
-                rows = slice((ty - ty0) * tile_px, (ty - ty0 + 1) * tile_px)
-                cols = slice((tx - tx0) * tile_px, (tx - tx0 + 1) * tile_px)
+                # The part of this tile inside the box, in tile and in mosaic coordinates.
+                gx0, gx1 = max(x0, tx * tile_px), min(x1, (tx + 1) * tile_px)
+                gy0, gy1 = max(y0, ty * tile_px), min(y1, (ty + 1) * tile_px)
+                inner = (slice(gy0 - ty * tile_px, gy1 - ty * tile_px),
+                         slice(gx0 - tx * tile_px, gx1 - tx * tile_px))
+                outer = (slice(gy0 - y0, gy1 - y0), slice(gx0 - x0, gx1 - x0))
                 if tile is not None:
-                    mosaic[rows, cols] = tile[0]
+                    mosaic[outer] = tile[0][inner]
                 if tile is None or tile[1] is not None:
                     if valid is None:
                         valid = np.full(mosaic.shape[:2], 255, dtype=np.uint8)
-                    valid[rows, cols] = 0 if tile is None else tile[1].astype(np.uint8) * 255
+                    valid[outer] = 0 if tile is None else tile[1][inner].astype(np.uint8) * 255
         return mosaic, valid
 
     def info(self) -> dict:
@@ -452,6 +467,13 @@ class SatelliteCache:
                 "format": self.source.format, "tile_size": self.source.tile_size,
                 "zooms": list(self.source.zooms), "bounds": self.source.bounds,
                 "tile_counts": counts}
+
+
+def _tile_count(box: tuple[int, int, int, int], tile_px: int) -> int:
+    x0, y0, x1, y1 = box
+    if x1 <= x0 or y1 <= y0:
+        return 0
+    return ((x1 - 1) // tile_px - x0 // tile_px + 1) * ((y1 - 1) // tile_px - y0 // tile_px + 1)
 
 
 def _evaluate(coef: np.ndarray, shift: float, factor: float,
