@@ -26,11 +26,13 @@ from test_node_support import (
     make_case,
     map_yaw,
     move,
+    offset,
     pose_xyyaw,
     rot,
     save_table,
     start_node,
     stop,
+    wrap,
     write_params,
     write_tile_cache,
 )
@@ -105,3 +107,62 @@ def test_oracle_poses_are_the_truth_in_the_map_frame(
         assert abs(math.degrees(math.remainder(yaw - tyaw, 2 * math.pi))) < 0.05, i
         cov = np.array(pose.pose.covariance).reshape(6, 6)
         assert np.all(np.isfinite(cov)) and np.all(np.diag(cov) > 0)
+
+
+def _entry(prior_lat: float, prior_lon: float, lat: float, lon: float, yaw: float,
+           heading: float | None, hypotheses: int) -> tuple[float, ...]:
+    """Oracle row for a camera at base_link (no lever arms)."""
+    east, north = offset(prior_lat, prior_lon, lat, lon)
+    if heading is None:
+        return (east, north, yaw, float(hypotheses))
+    forward = east * math.cos(heading) + north * math.sin(heading)
+    left = -east * math.sin(heading) + north * math.cos(heading)
+    return (forward, -left, math.degrees(wrap(yaw - heading)))
+
+
+@pytest.mark.parametrize("heading_source", ["none", "previous"])
+def test_unknown_heading_is_searched_and_previous_estimate_is_reused(
+        tmp_path: Path, ros_env: dict[str, str], ros_domain: int, heading_source: str) -> None:
+    rng = np.random.default_rng(11 if heading_source == "none" else 12)
+    hypotheses = 24
+    truths = []
+    for i in range(8):
+        yaw = wrap(math.radians(-170.0 + 47.0 * i) if heading_source == "none"
+                   else math.radians(100.0 + 8.0 * i))
+        lat, lon = move(LAT0, LON0, *rng.uniform(-100.0, 100.0, 2))
+        prior = move(lat, lon, *rng.uniform(-20.0, 20.0, 2))
+        truths.append((lat, lon, yaw, prior))
+    table = {}
+    for i, (lat, lon, yaw, prior) in enumerate(truths):
+        # 'previous' reuses the last estimate's heading (exact here) after the first frame.
+        heading = None if heading_source == "none" or i == 0 else truths[i - 1][2]
+        table[i] = _entry(*prior, lat, lon, yaw, heading, hypotheses)
+    params = write_params(
+        tmp_path / "params.yaml", preset="lite",
+        tile_cache=str(write_tile_cache(tmp_path / "xyz", ramp=True)),
+        datum=[LAT0, LON0], heading_source=heading_source, warmup_runs=1,
+        yaw_hypotheses=hypotheses, max_heading_age_s=0.5)
+    proc = start_node(params, ros_env,
+                      oracle_table=save_table(tmp_path / "table.json", table))
+    client = Client(ros_domain)
+    try:
+        client.wait_for_node(proc)
+        w, h = 96, 32
+        for i, (_, _, _, prior) in enumerate(truths):
+            t = 500.0 + 0.3 * i
+            client.send_prior(t, *prior, None)
+            client.send_camera_info(intrinsics(w, h), w, h)
+            client.spin(0.1)
+            client.send_image(t, frame_image(i, w, h))
+            assert client.spin(30.0, lambda n=i + 1: len(client.poses) >= n), \
+                f"frame {i}: no pose; diagnostics {client.diag()}"
+    finally:
+        stop(proc)
+        client.close()
+    enu = LocalEnu(LAT0, LON0)
+    for i, ((lat, lon, yaw, _), pose) in enumerate(zip(truths, client.poses)):
+        x, y, est_yaw = pose_xyyaw(pose)
+        tx, ty = enu.forward(lat, lon)
+        assert math.hypot(x - tx, y - ty) < 0.05, i
+        tyaw = map_yaw(enu.forward, lat, lon, yaw)
+        assert abs(math.degrees(math.remainder(est_yaw - tyaw, 2 * math.pi))) < 0.05, i

@@ -104,23 +104,42 @@ class Oracle:
     """The exact flow of the known pose, solved by the real pose solver.
 
     ``table`` maps a frame id (the ground image's colour) to the true (shift_u_m, shift_v_m,
-    yaw_deg) of the camera relative to the crop the localizer made.
+    yaw_deg) of the camera relative to the crop the localizer made; or, for a heading search,
+    to (east_m, north_m, yaw_rad, hypotheses): the true camera offset from the prior and the
+    true heading. The crop's heading is then read from the tile cache's eastward red ramp
+    (``write_tile_cache(ramp=True)``), snapped to the searched headings, and the confidence
+    is highest for the crop turned closest to the truth.
     """
 
-    def __init__(self, table: dict[int, tuple[float, float, float]], preset: str = "lite"
-                 ) -> None:
+    def __init__(self, table: dict[int, tuple[float, ...]], preset: str = "lite") -> None:
         from denseflow_ros.model import get_preset
 
         self.table = table
         self.config = get_preset(preset)
         self.iterations = self.config.iterations
-        self.calls = 0
 
     @classmethod
     def load(cls, path: str, preset: str) -> Oracle:
         """Read a table written by :func:`save_table`."""
         data = json.loads(Path(path).read_text())
         return cls({int(k): tuple(v) for k, v in data.items()}, preset or "lite")
+
+    def _row(self, ground: Any, satellite: Any, i: int) -> tuple[float, float, float, float]:
+        r = int(round(float(ground[i, 0, 0, 0]) * 255))
+        g = int(round(float(ground[i, 1, 0, 0]) * 255))
+        row = self.table.get(r + 256 * g, (0.0, 0.0, 0.0))
+        if len(row) == 3:
+            return (*row, 1.0)
+        east, north, yaw_true, n = row
+        red = satellite[i, 0].double()
+        gu = float((red[:, 1:] - red[:, :-1]).mean())
+        gv = float((red[1:, :] - red[:-1, :]).mean())
+        step = 2 * math.pi / n
+        h = round(math.atan2(gv, gu) / step) * step
+        forward = east * math.cos(h) + north * math.sin(h)
+        left = -east * math.sin(h) + north * math.cos(h)
+        dyaw = wrap(yaw_true - h)
+        return forward, -left, math.degrees(dyaw), (1 + math.cos(dyaw)) / 2
 
     def __call__(self, ground: Any, satellite: Any, intrinsics: Any,
                  satellite_mpp: float | None = None, camera_height_m: float | None = None
@@ -130,26 +149,21 @@ class Oracle:
 
         from denseflow_ros.model import analytic_flow, solve_pose
 
-        self.calls += 1
         b = ground.shape[0]
         s = satellite.shape[-1]
         mpp = satellite_mpp or self.config.satellite_mpp
-        rows = []
-        for i in range(b):
-            r = int(round(float(ground[i, 0, 0, 0]) * 255))
-            g = int(round(float(ground[i, 1, 0, 0]) * 255))
-            rows.append(self.table.get(r + 256 * g, (0.0, 0.0, 0.0)))
-        su, sv, yaw = (torch.tensor([row[j] for row in rows], dtype=torch.float64)
-                       for j in range(3))
+        rows = [self._row(ground, satellite, i) for i in range(b)]
+        su, sv, yaw, c = (torch.tensor([row[j] for row in rows], dtype=torch.float64)
+                          for j in range(4))
         flow = analytic_flow(su, sv, yaw, s, mpp)
-        conf = torch.ones(b, 1, s, s, dtype=flow.dtype)
+        conf = c[:, None, None, None].expand(b, 1, s, s).contiguous()
         mask = torch.ones(b, 1, s, s, dtype=torch.bool)
         u, v, y, cov = solve_pose(flow, conf, mask, mpp)
         return SimpleNamespace(shift_u_m=u, shift_v_m=v, yaw_deg=y, covariance=cov,
                                confidence=conf.float(), mask=mask, flow=flow)
 
 
-def save_table(path: Path, table: dict[int, tuple[float, float, float]]) -> Path:
+def save_table(path: Path, table: dict[int, tuple[float, ...]]) -> Path:
     """Write an oracle table as JSON."""
     path.write_text(json.dumps({str(k): list(v) for k, v in table.items()}))
     return path
