@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from denseflow_ros.sim import World, generate_world, kitti_intrinsics, render_ground
-from denseflow_ros.sim.world import MAT_WALL, SURF_MARKING, SURF_ROAD
+from denseflow_ros.sim.world import MAT_TREE, MAT_TRUNK, MAT_WALL, SURF_MARKING, SURF_ROAD
 
 W, H = 621, 188  # KITTI's 1242 x 375 halved
 HC = 1.65
@@ -169,6 +169,29 @@ def test_wall_occludes_the_ground_behind_it(town: World) -> None:
     rows = slice(int(row_top) + 2, H)
     assert np.all(depth[rows] <= 20.8)
     assert np.isinf(depth[: int(row_top) - 2]).all()  # sky above it
+
+
+def test_rays_pass_under_tree_canopies_but_not_through_trunks(town: World) -> None:
+    world = flat_world(town)
+    cam = (0.0, 0.0, 0.0)  # looking east
+    col, row = (int(round(float(x))) for x in world.enu_to_pixel(12.0, 0.0))
+    dv, du = np.mgrid[-10:11, -10:11]  # a 2 m canopy, 8 m high, on a trunk
+    disc = du * du + dv * dv <= 100
+    world.height[row + dv[disc], col + du[disc]] = 8.0
+    world.material[row + dv[disc], col + du[disc]] = MAT_TREE
+    world.material[row - 1: row + 2, col - 1: col + 2] = MAT_TRUNK
+    paint_marker(world, 25.0, -1.0, radius_px=3)  # on the ground behind the canopy
+    K = kitti_intrinsics(W, H)
+    img, depth = render_ground(world, K, W, H, *cam, camera_height_m=HC, return_depth=True)
+    red_centroid(img)  # seen under the canopy
+    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+    u_side = int(round(cx + fx * 1.0 / 12.0))  # 1 m right of the trunk: under the canopy
+    v_canopy = int(round(cy - fy * (4.0 - HC) / 10.3))  # 4 m up on the canopy's near side
+    v_under = int(round(cy - fy * (2.0 - HC) / 10.5))  # 2 m up: below the canopy's underside
+    assert 9.5 < depth[v_canopy, u_side] < 12.5
+    assert depth[v_under, u_side] > 20.0
+    u_trunk = int(round(cx))
+    assert 11.0 < depth[v_under, u_trunk] < 12.5
 
 
 def test_town_view_has_sky_facades_and_road(town: World) -> None:

@@ -30,7 +30,9 @@ from denseflow_ros.sim.world import (
     FACADE_COLOURS,
     MAT_BUILDING,
     MAT_CAR,
+    MAT_PERSON,
     MAT_TREE,
+    MAT_TRUNK,
     MAT_WALL,
     N_CAR_COLOURS,
     SURF_MARKING,
@@ -39,8 +41,8 @@ from denseflow_ros.sim.world import (
     World,
 )
 
-MAT_PERSON = 34
 _Z_NEAR_M = 0.3
+_CANOPY_BASE = 0.4  # canopy underside, as a fraction of the canopy's height
 _Z_FAR_M = 160.0
 _HAZE_M = 450.0
 
@@ -207,21 +209,30 @@ def render_ground(world: World, K: np.ndarray, width: int, height: int, east_m: 
         ge = np.where(upd, -(lx * cb - ly * sb), ge)
         gn = np.where(upd, -(lx * sb + ly * cb), gn)
 
-    y_top = cy + fy * (hc - h) / fwd
-    horizon = np.minimum.accumulate(np.clip(y_top, -2.0, height + 2.0), axis=0)
-    # First step whose occlusion horizon reaches down to each pixel row, per column: one
-    # searchsorted over all columns at once (each column's keys offset so all are sorted).
-    span = height + 8.0
-    keys = (-horizon.T + np.arange(width)[:, None] * span).ravel()
     v = np.arange(height, dtype=np.float64)
-    queries = -v[:, None] + np.arange(width)[None, :] * span
-    k = np.searchsorted(keys, queries.ravel(), side="left").reshape(height, width)
-    k = k - np.arange(width)[None, :] * n_steps
-    hit = k < n_steps
-    kc = np.minimum(k, n_steps - 1)
     uu = np.broadcast_to(np.arange(width)[None, :], (height, width))
-    hk = h[kc, uu]
-    obj = hit & (hk > 0)
+    k, hit = _first_hits(h, fwd, cy, fy, hc, height, v[:, None], uu)
+    kc = np.minimum(k, n_steps - 1)
+    # Per pixel: the hit sample's height, material, depth, position and height gradient.
+    px = {name: arr[kc, uu] for name, arr in (("h", h), ("m", mat), ("pe", pe), ("pn", pn),
+                                              ("ge", ge), ("gn", gn))}
+    px["z"] = z[kc]
+    # Tree canopies float above their trunks: where a ray passes under a canopy (below 40 %
+    # of its height) it goes on, meeting only trunks and everything else behind.
+    vz = hc - (v[:, None] - cy) * px["z"] / fy
+    under = hit & (px["m"] == MAT_TREE) & (vz < _CANOPY_BASE * px["h"])
+    if under.any():
+        h2 = np.where(mat == MAT_TREE, 0.0, np.where(mat == MAT_TRUNK, _CANOPY_BASE * h, h))
+        ru, rv = np.nonzero(under.T)  # column-major order keeps the queries cheap to sort
+        k2, hit2 = _first_hits(h2.astype(np.float32), fwd, cy, fy, hc, height,
+                               v[rv], ru)
+        k2c = np.minimum(k2, n_steps - 1)
+        hit[rv, ru] = hit2
+        for name, arr in (("h", h2), ("m", mat), ("pe", pe), ("pn", pn), ("ge", ge),
+                          ("gn", gn)):
+            px[name][rv, ru] = arr[k2c, ru]
+        px["z"][rv, ru] = z[k2c]
+    obj = hit & (px["h"] > 0)
 
     image = np.zeros((height, width, 3), dtype=np.float32)
     depth = np.full((height, width), np.inf, dtype=np.float32)
@@ -274,13 +285,12 @@ def render_ground(world: World, K: np.ndarray, width: int, height: int, east_m: 
     # --- vertical structure --------------------------------------------------------------
     if obj.any():
         ov, ou = np.nonzero(obj)
-        ok = kc[ov, ou]
-        zo = z[ok]
+        zo = px["z"][ov, ou]
         pz = hc - (ov - cy) * zo / fy  # height of the surface point above the ground
-        m = mat[ok, ou]
-        htop = h[ok, ou]
-        pe_o, pn_o = pe[ok, ou], pn[ok, ou]
-        nx, ny = -ge[ok, ou], -gn[ok, ou]
+        m = px["m"][ov, ou]
+        htop = px["h"][ov, ou]
+        pe_o, pn_o = px["pe"][ov, ou], px["pn"][ov, ou]
+        nx, ny = -px["ge"][ov, ou], -px["gn"][ov, ou]
         nn = np.sqrt(nx * nx + ny * ny)
         ray_e, ray_n = c + tan_u[ou] * s, s - tan_u[ou] * c
         # Fall back to facing the camera where the gradient is flat (tops of columns).
@@ -313,6 +323,27 @@ def render_ground(world: World, K: np.ndarray, width: int, height: int, east_m: 
     image = image + rng.normal(0.0, 0.012, image.shape).astype(np.float32)
     rgb = np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
     return (rgb, depth) if return_depth else rgb
+
+
+def _first_hits(h: np.ndarray, fwd: np.ndarray, cy: float, fy: float, hc: float,
+                height: int, rows: np.ndarray, cols: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Return, for pixels (rows, cols), the first ray step that occludes them, and a hit flag.
+
+    Column u's step k covers image rows from ``cy + fy (hc - h) / z_k`` down; the running
+    minimum of those rows over k (the occlusion horizon) is non-increasing, so one
+    ``searchsorted`` over all columns (each column's keys offset to keep all sorted) finds
+    each pixel's first covering step. Steps ``>= K`` mean nothing is hit (sky or far ground).
+    """
+    n_steps, width = h.shape
+    y_top = cy + fy * (hc - h) / fwd
+    horizon = np.minimum.accumulate(np.clip(y_top, -2.0, height + 2.0), axis=0)
+    span = height + 8.0
+    keys = (-horizon.T + np.arange(width)[:, None] * span).ravel()
+    queries = -rows + cols * span
+    k = np.searchsorted(keys, np.ravel(queries), side="left").reshape(np.shape(queries))
+    k = k - cols * n_steps
+    return k, k < n_steps
 
 
 def _hash01(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -353,6 +384,8 @@ def _surface_colours(m: np.ndarray, pz: np.ndarray, htop: np.ndarray, along: np.
         shade = 0.55 + 0.45 * np.clip(pz[tree] / np.maximum(htop[tree], 1.0), 0, 1)
         base = np.array([0.07, 0.16, 0.05], dtype=np.float32)
         colour[tree] = base * ((0.7 + 0.6 * leaf) * shade)[:, None]
+    trunk = m == MAT_TRUNK
+    colour[trunk] = np.array([0.20, 0.15, 0.11], dtype=np.float32)
     wall = m == MAT_WALL
     if wall.any():
         course = np.mod(pz[wall], 0.25) < 0.025
@@ -379,6 +412,6 @@ def _surface_colours(m: np.ndarray, pz: np.ndarray, htop: np.ndarray, along: np.
         col = np.where((zp > hp - 0.25)[:, None], np.array([0.55, 0.40, 0.32],
                                                            dtype=np.float32), col)
         colour[person] = col
-    other = ~(build | tree | wall | car | person)
+    other = ~(build | tree | trunk | wall | car | person)
     colour[other] = 0.4
     return colour

@@ -52,6 +52,8 @@ SURF_PATH = 9
 SURF_GARDEN = 10
 MAT_TREE = 32
 MAT_WALL = 33
+MAT_PERSON = 34  # only in rendered frames: pedestrians the orthophoto does not show
+MAT_TRUNK = 35
 MAT_CAR = 40  # 40..47: car colours
 MAT_BUILDING = 64  # 64..127: facade colours
 N_CAR_COLOURS = 8
@@ -63,6 +65,7 @@ _STRIP_ROWS = 256
 _WARP_GRID_M = 2.0
 _NOISE_GRID_M = (0.8, 4.0, 24.0)
 _TREE_GRID_M = 9.0
+_TRUNK_RADIUS_M = 0.22
 _LOT_TABLE = 8
 _SHADOW_CELL_PX = 4
 
@@ -330,7 +333,7 @@ def _make_layout(rng: np.random.Generator, size_m: float) -> Layout:
     roof_idx = rng.integers(0, len(ROOF_COLOURS), (nbx, nby, t, t))
     gable = rng.random((nbx, nby, t, t)) < 0.45
     lot[..., _LOT_STYLE] = roof_idx + np.where(gable, 0.75, 0.25)
-    lot[..., _LOT_WALL] = rng.random((nbx, nby, t, t)) < 0.35
+    lot[..., _LOT_WALL] = rng.random((nbx, nby, t, t)) < 0.2
 
     crossing = (rng.random((len(xs), len(ys))) < 0.4).astype(np.uint8)
 
@@ -568,12 +571,13 @@ def _base_layer(layout: Layout, x: np.ndarray, y: np.ndarray, mpp: float = 0.2) 
 
 
 def _tree_layer(layout: Layout, x: np.ndarray, y: np.ndarray, base: dict
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """Return (canopy height, canopy shade -1..1) of garden, park and street trees."""
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return (canopy height, canopy shade -1..1, trunk) of garden, park and street trees."""
     shape = x.shape
     x, y = x.reshape(-1), y.reshape(-1)
     canopy = np.zeros(x.size, dtype=np.float32)
     shade = np.zeros(x.size, dtype=np.float32)
+    trunk = np.zeros(x.size, dtype=bool)
     # Grid trees, only where land can hold them (not on streets).
     k = np.flatnonzero(base["block_type"].reshape(-1) != 255)
     tree = layout.tree
@@ -590,6 +594,7 @@ def _tree_layer(layout: Layout, x: np.ndarray, y: np.ndarray, base: dict
     hit = (t[:, 4] > 0.5) & (q < 1.0)
     kk = k[hit]
     canopy[kk] = t[hit, 3] * (0.6 + 0.4 * np.sqrt(1.0 - q[hit]))
+    trunk[kk] = q[hit] * r[hit] ** 2 < _TRUNK_RADIUS_M ** 2
     shade[kk] = (rx[hit] - ry[hit]) / r[hit]
 
     # Street trees on the sidewalk's middle line, spaced along the street; their canopies
@@ -616,12 +621,15 @@ def _tree_layer(layout: Layout, x: np.ndarray, y: np.ndarray, base: dict
         q = (across * across + ca * ca) / (rr * rr)
         h = np.where(ok & (q < 1.0), 7.5 * (0.6 + 0.4 * np.sqrt(np.clip(1.0 - q, 0.0, 1.0))),
                      0.0)
-        shade[k] = np.where(h > canopy[k], (across - ca) / rr, shade[k])
+        taller = h > canopy[k]
+        shade[k] = np.where(taller, (across - ca) / rr, shade[k])
+        trunk[k] = np.where(taller, q * rr * rr < _TRUNK_RADIUS_M ** 2, trunk[k])
         canopy[k] = np.maximum(canopy[k], h)
     # Canopies stop at the kerb: the renderer draws trees as solid columns down to the ground,
     # and the carriageway must stay clear for the car that drives on it.
     canopy[base["road"].reshape(-1)] = 0.0
-    return canopy.reshape(shape), np.clip(shade, -1.0, 1.0).reshape(shape)
+    return (canopy.reshape(shape), np.clip(shade, -1.0, 1.0).reshape(shape),
+            trunk.reshape(shape))
 
 
 def _sample_grid(grid: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -745,7 +753,7 @@ def generate_world(seed: int, size_m: float = 1000.0, mpp: float = 0.2, lat: flo
         x = (c * e2 + s * n2 + res[..., 0]).astype(np.float32)
         y = (-s * e2 + c * n2 + res[..., 1]).astype(np.float32)
         base = _base_layer(layout, x, y, mpp)
-        canopy, canopy_shade = _tree_layer(layout, x, y, base)
+        canopy, canopy_shade, trunk = _tree_layer(layout, x, y, base)
         noise = [
             _sample_grid(g, (half - north) / cell + 1.0, (east + half) / cell + 1.0)
             for cell, g in octaves
@@ -755,7 +763,8 @@ def generate_world(seed: int, size_m: float = 1000.0, mpp: float = 0.2, lat: flo
             (len(rows), n), dtype=np.float32)
         ground_albedo, top_albedo = _albedo(base, canopy, canopy_shade, noise, grain, x, y)
         height[rows] = np.maximum(base["height"], canopy)
-        material[rows] = np.where(canopy > base["height"], MAT_TREE, base["material"])
+        material[rows] = np.where(canopy > base["height"],
+                                  np.where(trunk, MAT_TRUNK, MAT_TREE), base["material"])
         top[rows] = top_albedo
         under[rows] = ground_albedo
 
