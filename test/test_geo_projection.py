@@ -27,7 +27,8 @@ from denseflow_ros.geo.projection import GeodesicPlane, utm_zone
 GEOD = pyproj.Geod(ellps="WGS84")
 RNG = np.random.default_rng(7)
 POINTS = [(float(lon), float(lat), int(z)) for lon, lat, z in zip(
-    RNG.uniform(-179.9, 179.9, 40), RNG.uniform(-84.0, 84.0, 40), RNG.integers(0, 23, 40))]
+    RNG.uniform(-179.9, 179.9, 40), RNG.uniform(-84.0, 84.0, 40), RNG.integers(0, 23, 40),
+    strict=True)]
 POINTS += [(8.4, 49.015, 19), (-83.2, 42.3, 18), (10.75, 59.91, 20), (0.0, 0.0, 1)]
 WEB_MERCATOR_QUAD = morecantile.tms.get("WebMercatorQuad")
 

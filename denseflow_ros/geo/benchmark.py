@@ -79,7 +79,7 @@ def _run_at(lat0: float, note: str, report: Callable[[str], None]) -> None:
         build_from_image(image, lat0, LON, MPP, path, progress=False, min_zoom=19)
         headings = [float(h) for h in rng.uniform(-180.0, 180.0, 64)]
         positions = [(lat0 + float(d), LON + float(e)) for d, e in
-                     zip(rng.uniform(-1e-4, 1e-4, 64), rng.uniform(-1e-4, 1e-4, 64))]
+                     zip(rng.uniform(-1e-4, 1e-4, 64), rng.uniform(-1e-4, 1e-4, 64), strict=True)]
         # Crops 120 m apart never share a mosaic; a drive's frames 1 m apart mostly do.
         far = [_offset(lat0, LON, 60.0 * (-1) ** i, 0.0) for i in range(64)]
         drive = [(*_offset(lat0, LON, (i - 60) * math.cos(0.5), (i - 60) * math.sin(0.5)),
@@ -92,7 +92,7 @@ def _run_at(lat0: float, note: str, report: Callable[[str], None]) -> None:
         cold_ms = _median_ms(cold, 7)
         with SatelliteCache(path, cache_mb=256) as cache:
             # Decode every tile once: the rest is warm.
-            for (lat, lon), heading in zip(positions + far, headings + headings):
+            for (lat, lon), heading in zip(positions + far, headings + headings, strict=True):
                 cache.crop(lat, lon, heading, SIZE_PX, MPP)
             for lat, lon, heading in drive:
                 cache.crop(lat, lon, heading, SIZE_PX, MPP)

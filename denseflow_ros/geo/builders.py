@@ -361,7 +361,7 @@ def _render_tile(rasters: Sequence[_Raster], candidates: list[int], z: int, x: i
     best = np.full((TILE_PX, TILE_PX), np.inf)
     winner = np.full((TILE_PX, TILE_PX), -1, dtype=np.int64)
     maps: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    for k, dist_to_tile in zip(order, ordered_dist):
+    for k, dist_to_tile in zip(order, ordered_dist, strict=True):
         # No pixel of the tile can be nearer to this source than the best so far.
         if np.isfinite(best).all() and dist_to_tile - half_diag_m > best.max():
             break

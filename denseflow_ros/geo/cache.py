@@ -57,6 +57,7 @@ class TileLRU:
     """
 
     def __init__(self, source: TileSource, capacity_bytes: int) -> None:
+        """Cache tiles of ``source`` up to ``capacity_bytes`` of decoded pixels."""
         self.source = source
         self.capacity_bytes = max(int(capacity_bytes), 0)
         self._entries: OrderedDict[TileKey, tuple[Tile | None, int]] = OrderedDict()
@@ -70,6 +71,7 @@ class TileLRU:
         self._warned: set[TileKey] = set()
 
     def __len__(self) -> int:
+        """Return the number of cached entries (tiles and known-absent tiles)."""
         return len(self._entries)
 
     def get(self, key: TileKey) -> Tile | None:
@@ -158,6 +160,7 @@ class CropGeometry:
     centre_px: float = field(init=False)
 
     def __post_init__(self) -> None:
+        """Derive the centre pixel from the size."""
         object.__setattr__(self, "centre_px", float(self.size_px // 2))
 
     @functools.cached_property
@@ -246,6 +249,7 @@ class SatelliteCache:
 
     def __init__(self, path: str | os.PathLike | TileSource, cache_mb: float = 256.0,
                  max_tiles_per_crop: int = 400) -> None:
+        """Open the tile cache; raise TileSourceError with the reason when it is unusable."""
         if not (math.isfinite(cache_mb) and cache_mb >= 0):
             raise ValueError(f"cache_mb must be a non-negative number, got {cache_mb}")
         self.source = path if isinstance(path, TileSource) else open_tile_source(path)
@@ -255,9 +259,11 @@ class SatelliteCache:
         self._prepared: tuple | None = None
 
     def __enter__(self) -> SatelliteCache:
+        """Return the cache itself."""
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """Close the tile source."""
         self.close()
 
     def close(self) -> None:
@@ -479,7 +485,7 @@ def _tile_count(box: tuple[int, int, int, int], tile_px: int) -> int:
 def _evaluate(coef: np.ndarray, shift: float, factor: float,
               basis: tuple[np.ndarray, ...]) -> np.ndarray:
     out = np.full(basis[0].shape, (coef[0] + shift) / factor, dtype=np.float32)
-    for weight, array in zip(coef[1:], basis):
+    for weight, array in zip(coef[1:], basis, strict=True):
         if weight != 0.0:
             out += np.float32(weight / factor) * array
     return out

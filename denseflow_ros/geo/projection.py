@@ -35,6 +35,7 @@ class LocalEnu:
     """A local east/north plane (metres) at a datum ``(lat0, lon0)``."""
 
     def __init__(self, lat0: float, lon0: float) -> None:
+        """Set up the plane's projections at the datum."""
         if not (math.isfinite(lat0) and math.isfinite(lon0) and abs(lat0) < 90.0):
             raise ValueError(f"datum must be a finite latitude/longitude, got {lat0}, {lon0}")
         self.lat0 = float(lat0)
@@ -46,6 +47,7 @@ class LocalEnu:
         self._inv = pyproj.Transformer.from_crs(plane, _WGS84, always_xy=True)
 
     def __repr__(self) -> str:
+        """Return the constructor call."""
         return f"LocalEnu(lat0={self.lat0!r}, lon0={self.lon0!r})"
 
     def forward(self, lat: np.ndarray | float, lon: np.ndarray | float
@@ -80,6 +82,7 @@ class Utm:
     """UTM on WGS84; the zone is fixed, or chosen from the first point converted."""
 
     def __init__(self, zone: int | None = None, south: bool = False) -> None:
+        """Fix the zone now, or leave it to the first point converted."""
         self.zone: int | None = None
         self.south = bool(south)
         self._fwd: pyproj.Transformer | None = None
@@ -89,6 +92,7 @@ class Utm:
             self._set_zone(int(zone), self.south)
 
     def __repr__(self) -> str:
+        """Return the constructor call."""
         return f"Utm(zone={self.zone!r}, south={self.south!r})"
 
     @property
@@ -155,6 +159,7 @@ class GeodesicPlane:
     """East/north offsets (metres) around a point, by geodesic azimuth and distance."""
 
     def __init__(self, lat0: float, lon0: float) -> None:
+        """Centre the offsets on (lat0, lon0)."""
         self.lat0 = float(lat0)
         self.lon0 = float(lon0)
 

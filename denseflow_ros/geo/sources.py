@@ -115,6 +115,7 @@ class TileSource:
     kind = "abstract"
 
     def __init__(self, path: Path) -> None:
+        """Remember the path; subclasses fill in zooms, format and tile size."""
         self.path = path
         self.zooms: list[int] = []
         self.format = "png"
@@ -174,6 +175,7 @@ class XyzSource(TileSource):
     kind = "xyz"
 
     def __init__(self, path: Path) -> None:
+        """Scan the folder; raise TileSourceError if it holds no tiles."""
         super().__init__(path)
         if not path.is_dir():
             raise TileSourceError(f"{path} is not a folder")
@@ -252,6 +254,7 @@ class MbtilesSource(TileSource):
     kind = "mbtiles"
 
     def __init__(self, path: Path) -> None:
+        """Open the file read-only; raise TileSourceError if it is not usable MBTiles."""
         super().__init__(path)
         if not path.is_file():
             raise TileSourceError(f"{path} is not a file")
