@@ -70,15 +70,16 @@ def _info(args: argparse.Namespace) -> int:
         source = cache.source
         zooms = {}
         for z in source.zooms:
-            tiles = list(source.tiles(z))
-            xs = [x for x, _ in tiles]
-            ys = [y for _, y in tiles]
-            box = (min(xs), min(ys), max(xs), max(ys))
+            # Streamed: a national cache has millions of tiles.
+            count, box = 0, [1 << z, 1 << z, -1, -1]
+            for x, y in source.tiles(z):
+                count += 1
+                box = [min(box[0], x), min(box[1], y), max(box[2], x), max(box[3], y)]
             west, _, _, north = tile_bounds(z, box[0], box[1])
             _, south, east, _ = tile_bounds(z, box[2], box[3])
             area = (box[2] - box[0] + 1) * (box[3] - box[1] + 1)
-            zooms[z] = {"tiles": len(set(tiles)), "bounds": [west, south, east, north],
-                        "fill": len(set(tiles)) / area}
+            zooms[z] = {"tiles": count, "bounds": [west, south, east, north],
+                        "fill": min(count / area, 1.0)}
         finest = zooms[source.maxzoom]["bounds"]
         summary = {"path": str(source.path), "kind": source.kind, "format": source.format,
                    "tile_size": source.tile_size, "minzoom": source.minzoom,
