@@ -235,3 +235,24 @@ def test_geotiff_in_utm_matches_a_pyproj_reference(tmp_path: Path) -> None:
     (dx, dy), _ = cv2.phaseCorrelate(*gray, cv2.createHanningWindow((128, 128), cv2.CV_64F))
     assert np.hypot(dx, dy) < 0.15
     assert np.abs(crop.image.astype(int) - expected).mean() < 6.0
+
+
+def test_geotiff_nodata_pixels_become_invalid(tmp_path: Path) -> None:
+    rasterio = pytest.importorskip("rasterio")
+    image = np.full((3, 300, 400), 120, np.uint8)
+    image[:, :, :180] = 0  # no data west of column 180, 6 m west of the centre (200)
+    west, north, pixel_m = 455000.0, 5430000.0, 0.3
+    transform = rasterio.Affine(pixel_m, 0.0, west, 0.0, -pixel_m, north)
+    path = tmp_path / "nodata.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=400, height=300, count=3,
+                       dtype="uint8", crs="EPSG:32632", transform=transform,
+                       nodata=0) as dataset:
+        dataset.write(image)
+    result = build_from_geotiff(path, tmp_path / "tiles", progress=False, min_zoom=19)
+    lon, lat = pyproj.Transformer.from_crs(32632, 4326, always_xy=True).transform(
+        west + 200.5 * pixel_m, north - 150.5 * pixel_m)
+    with SatelliteCache(result.path) as cache:
+        crop = cache.crop(lat, lon, 0.0, 64, 0.3)
+    # The data edge runs 20 crop pixels west of the centre (32).
+    assert not crop.mask[:, :10].any() and crop.mask[:, 14:].all()
+    assert (crop.image[crop.mask] == 120).all()

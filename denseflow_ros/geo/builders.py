@@ -88,6 +88,9 @@ class _Raster:
         if not (0 < self.width <= MAX_SOURCE_SIDE and 0 < self.height <= MAX_SOURCE_SIDE):
             raise ValueError(f"source image is {self.width} x {self.height} px")
         self.centre_col, self.centre_row = float(self.width // 2), float(self.height // 2)
+        # uint8, nonzero where bilinear sampling at floor(col), floor(row) reads only pixels
+        # with data (None: every pixel has data).
+        self.valid: np.ndarray | None = None
 
     def load(self) -> np.ndarray:
         """Return the image as RGB uint8."""
@@ -370,6 +373,9 @@ def _render_tile(rasters: Sequence[_Raster], candidates: list[int], z: int, x: i
         # A source pixel covers the ground half a pixel either side of its centre.
         inside = ((map_c >= -0.5) & (map_c < raster.width - 0.5)
                   & (map_r >= -0.5) & (map_r < raster.height - 0.5))
+        if raster.valid is not None:
+            inside &= cv2.remap(raster.valid, np.floor(map_c), np.floor(map_r),
+                                cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE) > 0
         if not inside.any():
             continue
         dist = np.hypot(map_c - raster.centre_col, map_r - raster.centre_row) * raster.mpp
@@ -574,6 +580,8 @@ class _GeoTiff(_Raster):
             if dataset.count not in (1,) and dataset.count < 3:
                 raise ValueError(f"{path} has {dataset.count} bands; need 1 (grey) or 3+ (RGB)")
             data = dataset.read([1, 2, 3] if dataset.count >= 3 else [1, 1, 1])
+            # GDAL's validity mask (nodata values, alpha band or internal mask); 0 = no data.
+            mask = dataset.dataset_mask() > 0
             self._forward = dataset.transform
             crs = pyproj.CRS.from_wkt(dataset.crs.to_wkt())
         if data.dtype != np.uint8:
@@ -590,6 +598,13 @@ class _GeoTiff(_Raster):
         lon, lat = self._to_lonlat.transform(xs, ys)
         _, _, mpp = pyproj.Geod(ellps="WGS84").inv(lon[0], lat[0], lon[1], lat[1])
         super().__init__(image, float(lat[0]), float(lon[0]), float(mpp))
+        if not mask.all():
+            import cv2
+
+            # Bilinear sampling at (c, r) reads pixels floor(c)..floor(c) + 1 (and rows
+            # alike): mark a pixel usable when it and its right/lower neighbours hold data.
+            self.valid = cv2.erode(mask.astype(np.uint8), np.ones((2, 2), np.uint8),
+                                   anchor=(0, 0), borderType=cv2.BORDER_REPLICATE)
 
     def pixel_of(self, lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Return (col, row) of latitudes/longitudes."""
