@@ -10,7 +10,8 @@ Sources:
   ``satmap/<date>/<drive>/<frame>.png`` images over a drive (:func:`kitti_satmap_sources`)
   and Ford multi-AV ``SatelliteMaps_18/<lat>_<lon>.png`` images (:func:`ford_satmap_sources`)
   are Google Static Maps: Web Mercator images, modelled as such ("mercator" projection);
-- a GeoTIFF in any projected or geographic CRS (:func:`build_from_geotiff`, needs rasterio).
+- a GeoTIFF in any projected or geographic CRS (:func:`build_from_geotiff`, needs rasterio);
+  its nodata/alpha/mask pixels become transparent.
 
 Where sources overlap, the source whose centre is nearest wins, pixel by pixel (a Voronoi
 partition by geodesic distance; no blending, so no ghosting where images disagree). Each
