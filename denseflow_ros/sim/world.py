@@ -67,7 +67,7 @@ _NOISE_GRID_M = (0.8, 4.0, 24.0)
 _TREE_GRID_M = 9.0
 _TRUNK_RADIUS_M = 0.22
 _LOT_TABLE = 8
-_SHADOW_CELL_PX = 4
+_SHADOW_CELL_M = 0.8
 
 # sRGB-ish linear albedos of the surfaces (R, G, B).
 _ASPHALT = (0.22, 0.22, 0.23)
@@ -644,13 +644,9 @@ def _sample_grid(grid: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.nda
         1, -1, *extra)
 
 
-def _shadow(height: np.ndarray, mpp: float, sun: Sun) -> np.ndarray:
-    """Return a lit fraction (0 shadowed .. 1 lit) on a coarser grid, by height-field marching."""
-    cell = _SHADOW_CELL_PX
-    rows, cols = height.shape
-    hr, hc = rows // cell, cols // cell
-    coarse = height[: hr * cell, : hc * cell].reshape(hr, cell, hc, cell).max(axis=(1, 3))
-    step_m = mpp * cell
+def _shadow(coarse: np.ndarray, step_m: float, sun: Sun) -> np.ndarray:
+    """Return the lit fraction (0 shadowed .. 1 lit) of a height grid, by height-field marching."""
+    hr, hc = coarse.shape
     tan_el = math.tan(sun.elevation_rad)
     max_dist = float(coarse.max()) / max(tan_el, 1e-3)
     n_steps = int(min(max_dist / step_m, 400)) + 1
@@ -666,19 +662,27 @@ def _shadow(height: np.ndarray, mpp: float, sun: Sun) -> np.ndarray:
         dst = occluder[max(-orow, 0): hr + min(-orow, 0), max(-oc, 0): hc + min(-oc, 0)]
         np.maximum(dst, src - dist * tan_el, out=dst)
     # A cell is in shadow when a ray towards the sun passes below some occluder's top.
-    lit = np.clip(1.0 - (occluder - coarse - 0.3) / 0.6, 0.0, 1.0).astype(np.float32)
-    return lit
+    return np.clip(1.0 - (occluder - coarse - 0.3) / 0.6, 0.0, 1.0).astype(np.float32)
 
 
-def _grade(linear: np.ndarray, gain: np.ndarray, gamma: float, saturation: float,
-           lift: float) -> np.ndarray:
-    """Colour-grade a linear image into uint8 sRGB-like values."""
-    img = linear * gain.reshape(1, 1, 3)
-    grey = img.mean(axis=2, keepdims=True)
-    img = grey + (img - grey) * saturation
-    img = np.clip(img, 0.0, 1.0) ** (1.0 / gamma)
-    img = lift + (1.0 - lift) * img
-    return np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8)
+_GRADE_LEVELS = 4096
+
+
+def _grade_lut(gamma: float, lift: float) -> np.ndarray:
+    """Return the tone curve from linear [0, 1] (in _GRADE_LEVELS steps) to uint8."""
+    x = np.linspace(0.0, 1.0, _GRADE_LEVELS)
+    return np.clip((lift + (1.0 - lift) * x ** (1.0 / gamma)) * 255.0 + 0.5, 0, 255).astype(
+        np.uint8)
+
+
+def _grade(linear: np.ndarray, gain: np.ndarray, saturation: float, lut: np.ndarray
+           ) -> np.ndarray:
+    """Colour-grade a linear image into uint8 with a white balance, saturation and tone LUT."""
+    img = linear * gain
+    grey = img.sum(axis=-1, keepdims=True) * np.float32(1.0 / 3.0)
+    img = grey + (img - grey) * np.float32(saturation)
+    idx = np.clip(img * np.float32(_GRADE_LEVELS - 1) + np.float32(0.5), 0, _GRADE_LEVELS - 1)
+    return lut[idx.astype(np.int32)]
 
 
 def _parallel(fn: Callable[[int], None], count: int) -> None:
@@ -737,79 +741,91 @@ def generate_world(seed: int, size_m: float = 1000.0, mpp: float = 0.2, lat: flo
         channels = 3 if cell == _NOISE_GRID_M[-1] else 1
         octaves.append((cell, rng.standard_normal((m, m, channels)).astype(np.float32)))
 
-    height = np.zeros((n, n), dtype=np.float32)
-    material = np.zeros((n, n), dtype=np.uint8)
-    top = np.zeros((n, n, 3), dtype=np.float16)
-    under = np.zeros((n, n, 3), dtype=np.float16)
     cols = np.arange(n)
     east = ((cols - n // 2) * mpp).astype(np.float32)
 
-    def raster_strip(strip: int) -> None:
-        rows = np.arange(strip * _STRIP_ROWS, min((strip + 1) * _STRIP_ROWS, n))
-        north = ((n // 2 - rows) * mpp).astype(np.float32)
+    def design_coords(north: np.ndarray, east: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         res = _sample_grid(residual, (half - north) / _WARP_GRID_M + 0.5,
                            (east + half) / _WARP_GRID_M + 0.5)
         e2, n2 = east[None, :], north[:, None]
         x = (c * e2 + s * n2 + res[..., 0]).astype(np.float32)
         y = (-s * e2 + c * n2 + res[..., 1]).astype(np.float32)
+        return x, y
+
+    # Shadows from a coarse height map (cells of ~0.8 m), one march per sun.
+    cell = max(1, int(round(_SHADOW_CELL_M / mpp)))
+    nc = (n + cell - 1) // cell
+    coarse_east = (((np.arange(nc) + 0.5) * cell - 0.5 - n // 2) * mpp).astype(np.float32)
+    coarse = np.zeros((nc, nc), dtype=np.float32)
+
+    def coarse_strip(strip: int) -> None:
+        rows = np.arange(strip * _STRIP_ROWS, min((strip + 1) * _STRIP_ROWS, nc))
+        north = ((n // 2 - ((rows + 0.5) * cell - 0.5)) * mpp).astype(np.float32)
+        x, y = design_coords(north, coarse_east)
+        base = _base_layer(layout, x, y, mpp)
+        coarse[rows] = np.maximum(base["height"], _tree_layer(layout, x, y, base)[0])
+
+    _parallel(coarse_strip, (nc + _STRIP_ROWS - 1) // _STRIP_ROWS)
+    lit_maps = [_shadow(coarse, cell * mpp, sun) for sun in (aerial_sun, ground_sun)]
+
+    grade_rng = np.random.default_rng([seed, 11])
+    a_gain = np.float32(grade_rng.uniform(0.95, 1.15)) + grade_rng.uniform(
+        -0.06, 0.06, 3).astype(np.float32)
+    g_gain = np.float32(grade_rng.uniform(0.9, 1.2)) + grade_rng.uniform(
+        -0.08, 0.08, 3).astype(np.float32)
+    a_lut = _grade_lut(grade_rng.uniform(2.0, 2.4), 0.05)
+    g_lut = _grade_lut(grade_rng.uniform(1.9, 2.3), 0.0)
+    a_sat, g_sat = grade_rng.uniform(0.7, 0.95), grade_rng.uniform(0.9, 1.15)
+    views = (
+        (aerial_sun, lit_maps[0], a_gain, a_sat, a_lut),
+        (ground_sun, lit_maps[1], g_gain, g_sat, g_lut),
+    )
+
+    height = np.zeros((n, n), dtype=np.float32)
+    material = np.zeros((n, n), dtype=np.uint8)
+    ortho = np.zeros((n, n, 3), dtype=np.uint8)
+    ground = np.zeros((n, n, 3), dtype=np.uint8)
+
+    def raster_strip(strip: int) -> None:
+        r0, r1 = strip * _STRIP_ROWS, min((strip + 1) * _STRIP_ROWS, n)
+        rows = np.arange(r0 - 1, r1 + 1)  # one row either side for the height gradient
+        north = ((n // 2 - rows) * mpp).astype(np.float32)
+        x, y = design_coords(north, east)
         base = _base_layer(layout, x, y, mpp)
         canopy, canopy_shade, trunk = _tree_layer(layout, x, y, base)
         noise = [
-            _sample_grid(g, (half - north) / cell + 1.0, (east + half) / cell + 1.0)
-            for cell, g in octaves
+            _sample_grid(g, (half - north) / cell_m + 1.0, (east + half) / cell_m + 1.0)
+            for cell_m, g in octaves
         ]
         noise = [noise[0][..., 0], noise[1][..., 0], noise[2]]
         grain = np.random.default_rng([seed, 7, strip]).standard_normal(
             (len(rows), n), dtype=np.float32)
-        ground_albedo, top_albedo = _albedo(base, canopy, canopy_shade, noise, grain, x, y)
-        height[rows] = np.maximum(base["height"], canopy)
-        material[rows] = np.where(canopy > base["height"],
-                                  np.where(trunk, MAT_TRUNK, MAT_TREE), base["material"])
-        top[rows] = top_albedo
-        under[rows] = ground_albedo
-
-    n_strips = (n + _STRIP_ROWS - 1) // _STRIP_ROWS
-    _parallel(raster_strip, n_strips)
-
-    # Lighting: slopes (gable roofs, canopies) and cast shadows, for each sun.
-    gx = cv2.Sobel(height, cv2.CV_32F, 1, 0, ksize=3) / (8.0 * mpp)
-    gy = -cv2.Sobel(height, cv2.CV_32F, 0, 1, ksize=3) / (8.0 * mpp)
-    ortho = np.zeros((n, n, 3), dtype=np.uint8)
-    ground = np.zeros((n, n, 3), dtype=np.uint8)
-    grade_rng = np.random.default_rng([seed, 11])
-    a_gain = np.array([1.0, 1.0, 1.0], dtype=np.float32) * grade_rng.uniform(0.95, 1.15) + (
-        grade_rng.uniform(-0.06, 0.06, 3).astype(np.float32))
-    g_gain = np.array([1.0, 1.0, 1.0], dtype=np.float32) * grade_rng.uniform(0.9, 1.2) + (
-        grade_rng.uniform(-0.08, 0.08, 3).astype(np.float32))
-    a_gamma, g_gamma = grade_rng.uniform(2.0, 2.4), grade_rng.uniform(1.9, 2.3)
-    a_sat, g_sat = grade_rng.uniform(0.7, 0.95), grade_rng.uniform(0.9, 1.15)
-    for sun, albedo, out, gain, gamma, sat, lift, slopes in (
-        (aerial_sun, top, ortho, a_gain, a_gamma, a_sat, 0.05, True),
-        (ground_sun, under, ground, g_gain, g_gamma, g_sat, 0.0, False),
-    ):
-        lit = _shadow(height, mpp, sun)
-        sv = sun.vector().astype(np.float32)
-        direct = np.array(sun.direct, dtype=np.float32)
-        ambient = np.array(sun.ambient, dtype=np.float32)
-
-        def light_strip(strip: int, lit=lit, sv=sv, direct=direct, ambient=ambient,
-                        albedo=albedo, out=out, gain=gain, gamma=gamma, sat=sat, lift=lift,
-                        slopes=slopes) -> None:
-            rows = np.arange(strip * _STRIP_ROWS, min((strip + 1) * _STRIP_ROWS, n))
-            cell = _SHADOW_CELL_PX
-            lit_s = _sample_grid(lit[..., None], (rows + 0.5) / cell - 0.5,
+        albedos = _albedo(base, canopy, canopy_shade, noise, grain, x, y)
+        hgt = np.maximum(base["height"], canopy)
+        inner = slice(1, len(rows) - 1)
+        height[r0:r1] = hgt[inner]
+        material[r0:r1] = np.where(canopy > base["height"], np.where(trunk, MAT_TRUNK, MAT_TREE),
+                                   base["material"])[inner]
+        # Slope of roofs and canopies (central differences; the strip's edge columns one-sided).
+        gx = np.gradient(hgt, axis=1)[inner] / mpp
+        gy = (hgt[:-2] - hgt[2:]) / (2.0 * mpp)
+        inner_rows = np.arange(r0, r1)
+        for (sun, lit, gain, sat, lut), albedo, out, slopes in zip(
+                views, albedos[::-1], (ortho, ground), (True, False)):
+            sv = sun.vector().astype(np.float32)
+            lit_s = _sample_grid(lit[..., None], (inner_rows + 0.5) / cell - 0.5,
                                  (cols + 0.5) / cell - 0.5)[..., 0]
             if slopes:
-                nx, ny = -gx[rows], -gy[rows]
-                norm = np.sqrt(nx * nx + ny * ny + 1.0)
-                cos_i = np.clip((nx * sv[0] + ny * sv[1] + sv[2]) / norm, 0.0, 1.0)
+                norm = np.sqrt(gx * gx + gy * gy + 1.0)
+                cos_i = np.clip((-gx * sv[0] - gy * sv[1] + sv[2]) / norm, 0.0, 1.0)
+                direct = lit_s * cos_i * np.float32(1.0 / max(float(sv[2]), 0.2))
             else:
-                cos_i = np.full(lit_s.shape, sv[2], dtype=np.float32)
-            light = (lit_s * cos_i / max(float(sv[2]), 0.2))[..., None] * direct + ambient
-            out[rows] = _grade(albedo[rows].astype(np.float32) * light * 0.72, gain, gamma, sat,
-                               lift)
+                direct = lit_s
+            light = direct[..., None] * np.asarray(sun.direct, dtype=np.float32) + np.asarray(
+                sun.ambient, dtype=np.float32)
+            out[r0:r1] = _grade(albedo[inner] * light * np.float32(0.72), gain, sat, lut)
 
-        _parallel(light_strip, n_strips)
+    _parallel(raster_strip, (n + _STRIP_ROWS - 1) // _STRIP_ROWS)
     # The aerial camera's optics: a slight blur.
     ortho = cv2.GaussianBlur(ortho, (0, 0), 0.6)
     return World(
