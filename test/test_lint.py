@@ -8,6 +8,7 @@ checked here directly, as ament_copyright does, for the Apache-2.0 header.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -33,14 +34,24 @@ def _ruff() -> list[str]:
     return [exe]
 
 
-@pytest.mark.parametrize("rules", ["E,W,F,I,B,UP", "D"], ids=["flake8", "pep257"])
-def test_ruff(rules: str) -> None:
+def _ruff_findings() -> list[str]:
     result = subprocess.run(
-        [*_ruff(), "check", "--select", rules, "--output-format", "concise", *SOURCE_DIRS,
+        [*_ruff(), "check", "--output-format", "concise", "--no-cache", *SOURCE_DIRS,
          "setup.py"],
         cwd=REPO_ROOT, capture_output=True, text=True,
     )
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.returncode in (0, 1), result.stderr
+    return [line for line in result.stdout.splitlines() if re.match(r"\S+:\d+:\d+: ", line)]
+
+
+def test_flake8() -> None:
+    findings = [f for f in _ruff_findings() if not f.split(": ", 1)[1].startswith("D")]
+    assert not findings, "\n".join(findings)
+
+
+def test_pep257() -> None:
+    findings = [f for f in _ruff_findings() if f.split(": ", 1)[1].startswith("D")]
+    assert not findings, "\n".join(findings)
 
 
 def test_copyright() -> None:
