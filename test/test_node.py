@@ -198,6 +198,18 @@ def test_runtime_parameters_apply_and_ranges_are_enforced(
         assert not bad.successful
         assert client.wait_diag("accepted", 2)
         assert client.diag()["precision"] == "bf16"
+
+        # The debug view is drawn only while someone subscribes to it.
+        from sensor_msgs.msg import Image
+
+        debug: list = []
+        client.node.create_subscription(Image, f"{NODE}/debug/image", debug.append, 10)
+        client.spin(1.0)
+        _frame(client, 13.0)
+        _expect_pose(client, 3)
+        assert client.spin(10.0, lambda: len(debug) >= 1)
+        assert (debug[0].width, debug[0].height, debug[0].encoding) == (256, 256, "rgb8")
+        assert (debug[0].header.stamp.sec, debug[0].header.stamp.nanosec) == (13, 0)
         assert client.diag()["iterations"] == "2"
     finally:
         stop(proc)

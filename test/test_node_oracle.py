@@ -75,9 +75,17 @@ def test_oracle_poses_are_the_truth_in_the_map_frame(
                 # The antenna 5 m back along the (straight) drive, half a second earlier.
                 back = rot(c["yaw"], -5.0, 0.0)
                 client.send_prior(t - 0.5, *move(c["prior_lat"], c["prior_lon"], *back), None)
-            client.send_prior(t, c["prior_lat"], c["prior_lon"],
-                              None if heading_source == "track" else c["prior_heading"],
-                              heading_topic=topic)
+            if heading_source == "imu":
+                # Fixes a quarter second either side, 3 m apart: the node must interpolate.
+                step = rot(c["yaw"] + 1.0, 3.0, 0.0)
+                client.send_prior(t - 0.25, *move(c["prior_lat"], c["prior_lon"],
+                                                  -step[0], -step[1]), c["prior_heading"])
+                client.send_prior(t + 0.25, *move(c["prior_lat"], c["prior_lon"], *step),
+                                  c["prior_heading"])
+            else:
+                client.send_prior(t, c["prior_lat"], c["prior_lon"],
+                                  None if heading_source == "track" else c["prior_heading"],
+                                  heading_topic=topic)
             client.send_camera_info(intrinsics(w, h), w, h)
             client.spin(0.15)
             client.send_image(t, frame_image(i, w, h))

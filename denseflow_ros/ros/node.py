@@ -177,6 +177,8 @@ class LocalizerNode(LifecycleNode):
             raise ConfigError(f"parameter 'device' must be auto, cpu, cuda or cuda:N, "
                               f"got {device!r}")
         self._device = device
+        if device == "cpu" and self._p("precision") == "fp16":
+            self.get_logger().warning("precision fp16 needs CUDA; running fp32 on the CPU")
         if self._model_factory is not None:
             net = self._model_factory(preset, device)
         else:
