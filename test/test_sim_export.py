@@ -221,3 +221,16 @@ def test_kitti_export_loads_through_the_training_loader(world: World, drive: Dri
         assert aligned < 10.0, aligned
         off = world_crop(world, pe + 0.6, pn, h, 256, mpp)
         assert mean_abs(sat, off) > aligned + 2.0
+
+
+def test_parallel_export_writes_the_same_files(world: World, drive: Drive,
+                                               tmp_path: Path) -> None:
+    outputs = []
+    for jobs in (1, 2):
+        root = tmp_path / f"jobs{jobs}"
+        export_kitti(root, [KittiDrive(world, drive, "test1")], image_size=(207, 63),
+                     satmap_px=128, progress=False, jobs=jobs)
+        outputs.append({p.relative_to(root): p.read_bytes() for p in root.rglob("*")
+                        if p.is_file()})
+    assert len(outputs[0]) == 4 * 3 + 3 + 3 + 1 + 1  # frames, per-drive, splits, calib, info
+    assert outputs[0] == outputs[1]

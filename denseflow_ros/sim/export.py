@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,16 +58,56 @@ DEFAULT_BAG_TOPICS = {
 }
 
 
-def _progress_bar(total: int, desc: str, enabled: bool) -> Any:
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="frame", disable=not enabled)
-
-
 def _progress(iterable: Iterable, total: int, desc: str, enabled: bool) -> Iterable:
     from tqdm import tqdm
 
     return tqdm(iterable, total=total, desc=desc, unit="frame", disable=not enabled)
+
+
+# State shared with forked worker processes (set before the pool forks; read-only there).
+_FORK_STATE: dict[str, Any] = {}
+
+
+def _ordered_map(fn: Callable[[int], Any], count: int, jobs: int) -> Iterator[Any]:
+    """Yield ``fn(i)`` for i in 0..count-1 in order, on ``jobs`` forked processes if > 1.
+
+    Workers inherit the parent's memory (the world is not copied or pickled); results come
+    back in order, so the output does not depend on ``jobs``.
+    """
+    import multiprocessing as mp
+
+    if jobs <= 1 or count < 2 or "fork" not in mp.get_all_start_methods():
+        for i in range(count):
+            yield fn(i)
+        return
+    _FORK_STATE["fn"] = fn
+    try:
+        with mp.get_context("fork").Pool(min(jobs, count)) as pool:
+            yield from pool.imap(_call_forked, range(count), chunksize=4)
+    finally:
+        _FORK_STATE.clear()
+
+
+def _call_forked(i: int) -> Any:
+    return _FORK_STATE["fn"](i)
+
+
+def render_drive(world: World, drive: Drive, K: np.ndarray, width: int, height: int,
+                 camera_height_m: float = 1.65, seed: int | None = None, jobs: int = 1
+                 ) -> Iterator[np.ndarray]:
+    """Yield the drive's rendered frames in order (frame i uses render seed ``seed + i``).
+
+    ``seed`` defaults to one derived from the drive's seed; ``jobs`` > 1 renders on that many
+    processes with the same result.
+    """
+    seed0 = drive.seed * 100_003 if seed is None else int(seed)
+
+    def one(i: int) -> np.ndarray:
+        return render_ground(world, K, width, height, float(drive.east[i]),
+                             float(drive.north[i]), float(drive.yaw_rad[i]),
+                             camera_height_m=camera_height_m, seed=seed0 + i)
+
+    yield from _ordered_map(one, len(drive), jobs)
 
 
 def export_tiles(world: World, out_path: str | Path, zoom: int | None = None,
@@ -88,8 +128,8 @@ def frame_stamp_ns(drive: Drive, i: int) -> int:
 def export_bag(world: World, drive: Drive, out_path: str | Path, K: np.ndarray | None = None,
                width: int = 1242, height: int = 375, camera_height_m: float = 1.65,
                storage: str = "mcap", topics: dict[str, str] | None = None,
-               render_seed: int | None = None, progress: bool = True) -> dict:
-    """Render ``drive`` and write it as a rosbag2; return a summary.
+               render_seed: int | None = None, progress: bool = True, jobs: int = 1) -> dict:
+    """Render ``drive`` (on ``jobs`` processes) and write it as a rosbag2; return a summary.
 
     Topics (defaults in :data:`DEFAULT_BAG_TOPICS`): the image (rgb8) and camera_info in
     frame ``camera``, the GNSS fix (reported covariance, which may lie) and the IMU (heading
@@ -101,7 +141,6 @@ def export_bag(world: World, drive: Drive, out_path: str | Path, K: np.ndarray |
 
     topics = {**DEFAULT_BAG_TOPICS, **(topics or {})}
     K = kitti_intrinsics(width, height) if K is None else np.asarray(K, dtype=np.float64)
-    seed0 = drive.seed * 100_003 if render_seed is None else render_seed
     metadata = {
         "source": "denseflow_ros.sim", "world_seed": str(world.seed),
         "world_size_m": repr(world.size_m), "drive_seed": str(drive.seed),
@@ -113,11 +152,10 @@ def export_bag(world: World, drive: Drive, out_path: str | Path, K: np.ndarray |
     gyro_var = [im.gyro_white_sigma_rps ** 2] * 3
     acc_var = [im.accel_white_sigma_mps2 ** 2] * 3
     with bagio.BagWriter(out_path, storage, metadata=metadata) as bag:
-        for i in _progress(range(len(drive)), len(drive), "bag", progress):
+        frames = render_drive(world, drive, K, width, height, camera_height_m, render_seed,
+                              jobs)
+        for i, image in _progress(enumerate(frames), len(drive), "bag", progress):
             t = frame_stamp_ns(drive, i)
-            image = render_ground(world, K, width, height, float(drive.east[i]),
-                                  float(drive.north[i]), float(drive.yaw_rad[i]),
-                                  camera_height_m=camera_height_m, seed=seed0 + i)
             bag.write(topics["camera_info"], "sensor_msgs/msg/CameraInfo", t,
                       bagio.camera_info_msg(K, width, height, t, "camera"))
             bag.write(topics["image"], "sensor_msgs/msg/Image", t,
@@ -242,20 +280,41 @@ def satmap_image(world: World, east: float, north: float, size_px: int, mpp: flo
                           borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
 
 
+def _write_kitti_frame(world: World, drive: Drive, i: int, img_path: Path, oxts_path: Path,
+                       sat_path: Path, K: np.ndarray, size: tuple[int, int], satmap_px: int,
+                       satmap_mpp: float, camera_height_m: float) -> None:
+    """Render and write one frame's image, OXTS record and satellite map."""
+    import cv2
+
+    yaw = float(drive.yaw_rad[i])
+    image = render_ground(world, K, size[0], size[1], float(drive.east[i]),
+                          float(drive.north[i]), yaw, camera_height_m=camera_height_m,
+                          seed=drive.seed * 100_003 + i)
+    if not cv2.imwrite(str(img_path), image[:, :, ::-1]):
+        raise OSError(f"could not write {img_path}")
+    oxts_path.write_text(oxts_line(world, drive, i) + "\n")
+    fwd_m, right_m = KITTI_CAMERA_FROM_OXTS_M
+    c, s = math.cos(yaw), math.sin(yaw)
+    oe = float(drive.east[i]) - fwd_m * c - right_m * s
+    on = float(drive.north[i]) - fwd_m * s + right_m * c
+    sat = satmap_image(world, oe, on, satmap_px, satmap_mpp)
+    if not cv2.imwrite(str(sat_path), sat[:, :, ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 1]):
+        raise OSError(f"could not write {sat_path}")
+
+
 def export_kitti(root: str | Path, drives: Sequence[KittiDrive],
                  image_size: tuple[int, int] = KITTI_IMAGE_SIZE, satmap_px: int = 1280,
                  satmap_mpp: float = KITTI_SATMAP_MPP, camera_height_m: float = 1.65,
-                 perturbation_seed: int = 0, progress: bool = True) -> dict:
+                 perturbation_seed: int = 0, progress: bool = True, jobs: int = 1) -> dict:
     """Write ``drives`` in KITTI's layout under ``root``; return a summary.
 
     Each distinct world gets a date (``2026_01_01``, ``2026_01_02``, ...), each of its drives
     a drive number. Split files list ``<date>/<drive>/<frame>.png``; test lines add three
     fixed perturbations uniform in [-1, 1] (along the heading, across it, yaw; x 20 m,
     20 m, 10 deg in the loaders). ``sim_info.json`` records the satellite metres per pixel,
-    the camera height and the image size.
+    the camera height and the image size. ``jobs`` > 1 renders on that many processes; the
+    files are the same.
     """
-    import cv2
-
     root = Path(root)
     width, height = image_size
     K = kitti_intrinsics(width, height)
@@ -264,8 +323,7 @@ def export_kitti(root: str | Path, drives: Sequence[KittiDrive],
     drive_counts: dict[str, int] = {}
     splits: dict[str, list[str]] = {"train": [], "test1": [], "test2": []}
     rng = np.random.default_rng(perturbation_seed)
-    total = sum(len(d.drive) for d in drives)
-    bar = _progress_bar(total, "kitti", progress)
+    tasks: list[tuple[World, Drive, int, Path, Path, Path]] = []
     for item in drives:
         if item.split not in splits:
             raise ValueError(f"split must be train, test1 or test2, got {item.split!r}")
@@ -290,27 +348,21 @@ def export_kitti(root: str | Path, drives: Sequence[KittiDrive],
         (base / "image_02" / "timestamps.txt").write_text(stamps)
         (base / "oxts" / "timestamps.txt").write_text(stamps)
         (base / "oxts" / "dataformat.txt").write_text("\n".join(_OXTS_FORMAT) + "\n")
-        fwd_m, right_m = KITTI_CAMERA_FROM_OXTS_M
         for i in range(len(drive)):
             name = f"{i:010d}"
-            yaw = float(drive.yaw_rad[i])
-            image = render_ground(world, K, width, height, float(drive.east[i]),
-                                  float(drive.north[i]), yaw, camera_height_m=camera_height_m,
-                                  seed=drive.seed * 100_003 + i)
-            cv2.imwrite(str(img_dir / f"{name}.png"), image[:, :, ::-1])
-            (oxts_dir / f"{name}.txt").write_text(oxts_line(world, drive, i) + "\n")
-            c, s = math.cos(yaw), math.sin(yaw)
-            oe = float(drive.east[i]) - fwd_m * c - right_m * s
-            on = float(drive.north[i]) - fwd_m * s + right_m * c
-            sat = satmap_image(world, oe, on, satmap_px, satmap_mpp)
-            cv2.imwrite(str(sat_dir / f"{name}.png"), sat[:, :, ::-1],
-                        [cv2.IMWRITE_PNG_COMPRESSION, 1])
+            tasks.append((world, drive, i, img_dir / f"{name}.png", oxts_dir / f"{name}.txt",
+                          sat_dir / f"{name}.png"))
             line = f"{date}/{drive_dir}/{name}.png"
             if item.split != "train":
                 dx, dy, dth = rng.uniform(-1.0, 1.0, 3).astype(np.float32)
                 line = f"{line} {dx!s} {dy!s} {dth!s}"
             splits[item.split].append(line)
-            bar.update(1)
+
+    def write(t: int) -> None:
+        _write_kitti_frame(*tasks[t], K, image_size, satmap_px, satmap_mpp, camera_height_m)
+
+    for _ in _progress(_ordered_map(write, len(tasks), jobs), len(tasks), "kitti", progress):
+        pass
     for split, lines in splits.items():
         (root / f"{split}_files.txt").write_text("".join(f"{line}\n" for line in lines))
     info = {
@@ -323,5 +375,4 @@ def export_kitti(root: str | Path, drives: Sequence[KittiDrive],
         "frames": {split: len(lines) for split, lines in splits.items()},
     }
     (root / "sim_info.json").write_text(json.dumps(info, indent=2) + "\n")
-    bar.close()
     return info

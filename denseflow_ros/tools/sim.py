@@ -98,6 +98,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     k.add_argument("--satmap-px", type=int, default=1280, help="satellite map side (pixels)")
     k.add_argument("--camera-height-m", type=float, default=1.65)
     k.add_argument("--perturbation-seed", type=int, default=0)
+    for q in (b, k):
+        q.add_argument("--jobs", type=int, default=1, help="rendering processes")
     for q in (p, t, b, k):
         q.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -177,7 +179,7 @@ def _run(args: argparse.Namespace) -> dict:
         w, h = args.image_size
         return export.export_bag(world, drive, args.out, width=w, height=h,
                                  camera_height_m=args.camera_height_m, storage=args.storage,
-                                 progress=progress)
+                                 progress=progress, jobs=args.jobs)
     return _export_kitti(args, progress)
 
 
@@ -199,4 +201,5 @@ def _export_kitti(args: argparse.Namespace, progress: bool) -> dict:
                     k += 1
     return export.export_kitti(args.out, items, image_size=args.image_size,
                                satmap_px=args.satmap_px, camera_height_m=args.camera_height_m,
-                               perturbation_seed=args.perturbation_seed, progress=progress)
+                               perturbation_seed=args.perturbation_seed, progress=progress,
+                               jobs=args.jobs)
