@@ -40,9 +40,9 @@ _MARGIN_M = 25.0
 class GnssModel:
     """GNSS position error parameters (metres, seconds)."""
 
-    bias_sigma_m: float = 1.8
+    bias_sigma_m: float = 2.5
     bias_tau_s: float = 90.0
-    white_sigma_m: float = 0.6
+    white_sigma_m: float = 0.7
     multipath_rate_hz: float = 1.0 / 45.0
     multipath_duration_s: float = 6.0
     multipath_jump_m: tuple[float, float] = (4.0, 12.0)
@@ -63,7 +63,7 @@ class GnssModel:
 class ImuModel:
     """IMU error parameters: heading (rad), yaw rate (rad/s), acceleration (m/s^2)."""
 
-    yaw_bias_sigma_rad: float = math.radians(1.5)
+    yaw_bias_sigma_rad: float = math.radians(2.0)
     yaw_bias_tau_s: float = 300.0
     yaw_white_sigma_rad: float = math.radians(0.3)
     gyro_bias_sigma_rps: float = 0.002
