@@ -278,35 +278,48 @@ class Localizer:
         import torch
 
         b = satellites.shape[0]
+        # Scaling and layout in numpy: small torch ops outside the network cost more than
+        # their work on a loaded CPU (thread-pool hand-offs).
+        g = np.ascontiguousarray(ground.transpose(2, 0, 1), dtype=np.float32)
+        g *= 1.0 / 255.0
+        sat = np.ascontiguousarray(satellites.transpose(0, 3, 1, 2), dtype=np.float32)
+        sat *= 1.0 / 255.0
+        k = np.repeat(np.asarray(intrinsics, dtype=np.float32)[None], b, axis=0)
         with torch.inference_mode():
-            g = torch.from_numpy(ground).to(self.device).permute(2, 0, 1).float().div_(255.0)
-            s = torch.from_numpy(satellites).to(self.device).permute(0, 3, 1, 2).float()
-            s = s.div_(255.0)
-            k = torch.as_tensor(intrinsics, dtype=torch.float32, device=self.device)
+            gt = torch.from_numpy(g).to(self.device).unsqueeze(0).expand(b, -1, -1, -1)
             with self._autocast():
                 out = self.model(
-                    g.unsqueeze(0).expand(b, -1, -1, -1), s, k.unsqueeze(0).expand(b, -1, -1),
+                    gt, torch.from_numpy(sat).to(self.device),
+                    torch.from_numpy(k).to(self.device),
                     satellite_mpp=self.geometry.satellite_mpp,
                     camera_height_m=self.geometry.camera_height_m,
                 )
+
+            def arr(t: Any, dtype: Any = np.float64) -> np.ndarray:
+                t = t.detach().cpu()
+                if t.dtype not in (torch.float32, torch.float64, torch.bool):
+                    t = t.float()  # bf16/fp16 under autocast: numpy has no bfloat16
+                return np.asarray(t.numpy(), dtype=dtype)
+
+            result = {
+                "shift_u_m": arr(out.shift_u_m).reshape(b),
+                "shift_v_m": arr(out.shift_v_m).reshape(b),
+                "yaw_deg": arr(out.yaw_deg).reshape(b),
+                "covariance": arr(out.covariance).reshape(b, 3, 3),
+            }
             conf = getattr(out, "confidence", None)
             mask = getattr(out, "mask", None)
             if conf is None:
-                mean_conf = torch.ones(b)
-            elif mask is None:
-                mean_conf = conf.float().flatten(1).mean(1)
+                result["confidence"] = np.ones(b)
             else:
-                m = mask.float().flatten(1)
-                mean_conf = (conf.float().flatten(1) * m).sum(1) / m.sum(1).clamp(min=1.0)
-            result = {
-                "shift_u_m": out.shift_u_m.float().cpu().numpy().reshape(b),
-                "shift_v_m": out.shift_v_m.float().cpu().numpy().reshape(b),
-                "yaw_deg": out.yaw_deg.float().cpu().numpy().reshape(b),
-                "covariance": out.covariance.float().cpu().numpy().reshape(b, 3, 3),
-                "confidence": mean_conf.float().cpu().numpy().reshape(b),
-            }
-            if conf is not None:
-                result["confidence_map"] = conf.float().cpu().numpy()
+                c = arr(conf, np.float32).reshape(b, -1)
+                if mask is None:
+                    result["confidence"] = c.mean(axis=1, dtype=np.float64)
+                else:
+                    m = arr(mask, bool).reshape(b, -1)
+                    result["confidence"] = (c * m).sum(axis=1, dtype=np.float64) / \
+                        np.maximum(m.sum(axis=1), 1)
+                result["confidence_map"] = c.reshape(conf.shape)
         return result
 
     def warm_up(self, runs: int = 2) -> None:
