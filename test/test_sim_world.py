@@ -11,6 +11,7 @@ from denseflow_ros.sim import World, generate_world
 from denseflow_ros.sim.world import (
     MAT_BUILDING,
     MAT_CAR,
+    MAT_POLE,
     MAT_TREE,
     MAT_WALL,
     SURF_KERB,
@@ -62,6 +63,9 @@ def test_town_has_streets_buildings_vegetation_and_parking(world: World) -> None
     assert frac["road"] > 0.08 and frac["marking"] > 0.002, frac
     assert frac["sidewalk"] > 0.03 and frac["kerb"] > 0.003, frac
     assert frac["building"] > 0.08 and frac["tree"] > 0.01, frac
+    # Street lamps stand on the sidewalks.
+    assert (m == MAT_POLE).sum() > 20
+    assert np.all(world.height[m == MAT_POLE] == 6.5)
     # Buildings stand several metres tall; roads are flat.
     assert np.median(world.height[m >= MAT_BUILDING]) > 4.0
     assert np.all(world.height[np.isin(m, (SURF_ROAD, SURF_MARKING))] == 0.0)

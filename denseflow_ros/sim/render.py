@@ -31,6 +31,7 @@ from denseflow_ros.sim.world import (
     MAT_BUILDING,
     MAT_CAR,
     MAT_PERSON,
+    MAT_POLE,
     MAT_TREE,
     MAT_TRUNK,
     MAT_WALL,
@@ -386,6 +387,10 @@ def _surface_colours(m: np.ndarray, pz: np.ndarray, htop: np.ndarray, along: np.
         colour[tree] = base * ((0.7 + 0.6 * leaf) * shade)[:, None]
     trunk = m == MAT_TRUNK
     colour[trunk] = np.array([0.20, 0.15, 0.11], dtype=np.float32)
+    pole = m == MAT_POLE
+    colour[pole] = np.where((pz[pole] > htop[pole] - 0.35)[:, None],
+                            np.array([0.75, 0.74, 0.66], dtype=np.float32),
+                            np.array([0.16, 0.17, 0.18], dtype=np.float32))
     wall = m == MAT_WALL
     if wall.any():
         course = np.mod(pz[wall], 0.25) < 0.025
@@ -412,6 +417,6 @@ def _surface_colours(m: np.ndarray, pz: np.ndarray, htop: np.ndarray, along: np.
         col = np.where((zp > hp - 0.25)[:, None], np.array([0.55, 0.40, 0.32],
                                                            dtype=np.float32), col)
         colour[person] = col
-    other = ~(build | tree | trunk | wall | car | person)
+    other = ~(build | tree | trunk | pole | wall | car | person)
     colour[other] = 0.4
     return colour

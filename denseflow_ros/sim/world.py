@@ -42,7 +42,6 @@ if TYPE_CHECKING:
 # Material codes in World.material: below 32 a flat ground surface, from 32 a raised object.
 SURF_ROAD = 1
 SURF_MARKING = 2
-SURF_CROSSING = 3
 SURF_KERB = 4
 SURF_SIDEWALK = 5
 SURF_GRASS = 6
@@ -54,10 +53,10 @@ MAT_TREE = 32
 MAT_WALL = 33
 MAT_PERSON = 34  # only in rendered frames: pedestrians the orthophoto does not show
 MAT_TRUNK = 35
+MAT_POLE = 36
 MAT_CAR = 40  # 40..47: car colours
-MAT_BUILDING = 64  # 64..127: facade colours
+MAT_BUILDING = 64  # 64 + facade colour index
 N_CAR_COLOURS = 8
-N_FACADES = 64
 
 BLOCK_BUILDINGS, BLOCK_PARK, BLOCK_PARKING, BLOCK_PLAZA = 0, 1, 2, 3
 
@@ -66,6 +65,8 @@ _WARP_GRID_M = 2.0
 _NOISE_GRID_M = (0.8, 4.0, 24.0)
 _TREE_GRID_M = 9.0
 _TRUNK_RADIUS_M = 0.22
+_LAMP_SPACING_M = 25.0
+_LAMP_HEIGHT_M = 6.5
 _LOT_TABLE = 8
 _SHADOW_CELL_M = 0.8
 
@@ -143,7 +144,7 @@ class Layout:
     warp_phase: np.ndarray  # (M,)
     block_type: np.ndarray  # (nx - 1, ny - 1)
     lot_size: np.ndarray  # (nx - 1, ny - 1, 2) target lot size (m)
-    lot: np.ndarray  # (nx - 1, ny - 1, T, T, 8) lot parameters, see _lot_fields
+    lot: np.ndarray  # (nx - 1, ny - 1, T, T, 8) lot parameters, fields _LOT_*
     crossing: np.ndarray  # (nx, ny) zebra crossings at the intersection
     street_tree_x: np.ndarray  # (nx, 3): presence per side (2), spacing (m)
     street_tree_y: np.ndarray
@@ -328,8 +329,8 @@ def _make_layout(rng: np.random.Generator, size_m: float) -> Layout:
     tower = rng.random((nbx, nby, t, t)) < 0.02
     lot[..., _LOT_HEIGHT] = np.where(tower, rng.uniform(30.0, 45.0, (nbx, nby, t, t)),
                                      heights + rng.uniform(-0.5, 1.2, (nbx, nby, t, t)))
-    # style: integer part = roof colour index, fraction > 0.5 = gable roof (ridge along x if
-    # the second decimal is odd); facade index is derived from the lot's hash.
+    # style: integer part = roof colour index, fraction > 0.5 = gable roof (ridge along the
+    # footprint's longer side); the facade colour is derived from the lot's indices.
     roof_idx = rng.integers(0, len(ROOF_COLOURS), (nbx, nby, t, t))
     gable = rng.random((nbx, nby, t, t)) < 0.45
     lot[..., _LOT_STYLE] = roof_idx + np.where(gable, 0.75, 0.25)
@@ -481,6 +482,17 @@ def _base_layer(layout: Layout, x: np.ndarray, y: np.ndarray, mpp: float = 0.2) 
         ((adx >= hx) & (adx < hx + 0.3)) | ((ady >= hy) & (ady < hy + 0.3))
     )
     material[kerb] = SURF_KERB
+    # Street lamps: 0.4 m posts 0.6 m behind the kerb every 25 m, clear of junctions.
+    for walk_this, walk_other, a_this, h_this, along_all, i_this in (
+        (walk_x, walk_y, adx, hx, y, ix), (walk_y, walk_x, ady, hy, x, iy),
+    ):
+        k = np.flatnonzero(sidewalk & walk_this & ~walk_other
+                           & (np.abs(a_this - h_this - 0.6) < 0.2))
+        phase = np.mod(i_this[k] * 7.7, _LAMP_SPACING_M)
+        gap = np.mod(along_all[k] - phase + _LAMP_SPACING_M / 2, _LAMP_SPACING_M)
+        lamp = k[np.abs(gap - _LAMP_SPACING_M / 2) < 0.2]
+        material[lamp] = MAT_POLE
+        height[lamp] = _LAMP_HEIGHT_M
 
     # Blocks: everything off the streets.
     ki = np.flatnonzero(~(road | sidewalk))
@@ -843,7 +855,6 @@ def _surface_luts() -> tuple[np.ndarray, ...]:
     table = {
         SURF_ROAD: (_ASPHALT, (0.06, 0.10, 0.10, 0.0)),
         SURF_MARKING: (_ASPHALT, (0.06, 0.10, 0.10, 0.0)),
-        SURF_CROSSING: (_ASPHALT, (0.06, 0.10, 0.10, 0.0)),
         SURF_KERB: (_KERB, (0.03, 0.05, 0.05, 0.0)),
         SURF_SIDEWALK: (_SIDEWALK, (0.05, 0.08, 0.06, 0.0)),
         SURF_GRASS: (_GRASS, (0.18, 0.25, 0.25, 0.35)),
@@ -858,6 +869,7 @@ def _surface_luts() -> tuple[np.ndarray, ...]:
     # What lies under raised objects: gardens under buildings and walls, asphalt under cars.
     under = np.arange(256, dtype=np.uint8)
     under[MAT_TREE:] = SURF_GARDEN
+    under[MAT_POLE] = SURF_SIDEWALK
     under[MAT_CAR: MAT_CAR + N_CAR_COLOURS] = SURF_PARKING
     return colour, amps, under
 
@@ -893,6 +905,7 @@ def _albedo(base: dict, canopy: np.ndarray, canopy_shade: np.ndarray, noise: lis
     top[build] = ROOF_COLOURS[np.clip(base["roof"][build], 0, len(ROOF_COLOURS) - 1)] * (
         roof_lum[build][:, None])
     top[mat == MAT_WALL] = _WALL_TOP
+    top[mat == MAT_POLE] = (0.12, 0.12, 0.13)
     cars = (mat >= MAT_CAR) & (mat < MAT_CAR + N_CAR_COLOURS)
     top[cars] = CAR_COLOURS[mat[cars].astype(np.int64) - MAT_CAR]
     trees = canopy > base["height"]
