@@ -258,7 +258,8 @@ class Localizer:
         self._precision = value
 
     # -- network -------------------------------------------------------------------------
-    def _autocast(self) -> Any:
+    def autocast(self) -> Any:
+        """Return the autocast context of the configured precision and device."""
         import contextlib
 
         import torch
@@ -287,7 +288,7 @@ class Localizer:
         k = np.repeat(np.asarray(intrinsics, dtype=np.float32)[None], b, axis=0)
         with torch.inference_mode():
             gt = torch.from_numpy(g).to(self.device).unsqueeze(0).expand(b, -1, -1, -1)
-            with self._autocast():
+            with self.autocast():
                 out = self.model(
                     gt, torch.from_numpy(sat).to(self.device),
                     torch.from_numpy(k).to(self.device),

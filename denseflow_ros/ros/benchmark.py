@@ -96,7 +96,7 @@ def run(report: Callable[[str], None], preset: str = "lite", precision: str = "f
                                            precision, device)
             finally:
                 executor.shutdown()
-                node._stop_worker()
+                node.stop_worker()
         finally:
             rclpy.try_shutdown(context=context)
 
@@ -169,8 +169,8 @@ def _measure(feeder: Any, node: Any, recording_net: Any, net: Any, seen: list, f
             time.sleep(0.001)
         latency = node.stats.latencies_ms()[-1]
         ground, satellite, intrinsics = seen[-1]
-        loc = node._localizer
-        with torch.inference_mode(), loc._autocast():
+        loc = node.localizer
+        with torch.inference_mode(), loc.autocast():
             sync()
             t0 = time.perf_counter()
             net(ground, satellite, intrinsics, satellite_mpp=loc.geometry.satellite_mpp,

@@ -256,7 +256,7 @@ class LocalizerNode(LifecycleNode):
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Unsubscribe and stop the worker."""
-        self._stop_worker()
+        self.stop_worker()
         for sub in self._subs:
             self.destroy_subscription(sub)
         self._subs = []
@@ -277,11 +277,17 @@ class LocalizerNode(LifecycleNode):
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Stop processing."""
-        self._stop_worker()
+        self.stop_worker()
         self._state = "finalized"
         return TransitionCallbackReturn.SUCCESS
 
-    def _stop_worker(self) -> None:
+    @property
+    def localizer(self) -> Localizer | None:
+        """Return the configured localizer (None before configure)."""
+        return self._localizer
+
+    def stop_worker(self) -> None:
+        """Stop the processing thread (the executor keeps running)."""
         with self._cond:
             self._running = False
             self._cond.notify_all()
@@ -560,7 +566,7 @@ def main(args: list[str] | None = None, model_factory: ModelFactory | None = Non
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        node._stop_worker()
+        node.stop_worker()
         node.destroy_node()
         rclpy.try_shutdown()
     return status
