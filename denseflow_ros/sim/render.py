@@ -7,16 +7,17 @@ column's ray on the ground (depth ``z`` along the optical axis, finer near the c
 up the height map and the material at each step, and projects each column's top edge
 ``v = cy + fy (h_cam - h) / z``. The running minimum of those rows over the steps is the
 occlusion horizon: a pixel row shows the first step whose top reaches up to it (a building's
-facade, a tree, a wall, a car), or else the ground plane or the sky. The ground is sampled
-per pixel from the world's *ground* texture (its own sun, shadows and colour grade, not the
-orthophoto's), with mip levels against aliasing; facades get windows, floors and sun shading;
-cars and pedestrians that the orthophoto does not show stand on the road and sidewalks
-(placed from ``seed``); the sky has a gradient and clouds; distance haze, exposure, vignetting
-and sensor noise vary with ``seed``.
+facade, a tree, a wall, a lamp post, a car), or else the ground plane or the sky; rays that
+pass under a tree's canopy are traced again without canopies, so trees stand on trunks.
+The ground is sampled per pixel from the world's *ground* texture (its own sun, shadows and
+colour grade, not the orthophoto's), with mip levels against aliasing; facades get windows,
+floors and sun shading; cars and pedestrians that the orthophoto does not show stand on the
+road and sidewalks (placed from ``seed``); the sky has a gradient and clouds; distance haze,
+exposure, vignetting and sensor noise vary with ``seed``.
 
 Geometry is exact for the ground plane (every ground pixel is the ray's intersection with it)
-and for vertical structure up to the step length (a few centimetres near the camera, about
-1 % of the distance far away).
+and for vertical structure up to the step length (0.75 raster pixels near the camera, about
+1 % of the distance beyond ~14 m).
 """
 
 from __future__ import annotations
