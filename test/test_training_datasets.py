@@ -394,7 +394,7 @@ def vigor_root(tmp_path_factory: pytest.TempPathFactory, shared_datasets: Path) 
         write_png(root / city / "panorama" / f[0], pano)
         truth = np.array([319.5 - float(f[3]), 319.5 + float(f[2])])
         write_png(root / city / "satellite" / f[1],
-                  marked_map((640, 640), truth, 0.0, 0.111262))
+                  marked_map((640, 640), truth, math.pi / 2, 0.111262))
     return root
 
 
@@ -407,8 +407,9 @@ def test_vigor_positive_offsets_and_sizes(vigor_root: Path, shared_datasets: Pat
     assert s["ground"].shape == (3, 320, 640) and s["satellite"].shape == (3, 512, 512)
     mpp = 0.111262 * 640 / 512
     assert float(s["mpp"]) == pytest.approx(mpp)
-    assert float(s["shift_u_m"]) == pytest.approx(-float(line[3]) * 0.111262)
-    assert float(s["shift_v_m"]) == pytest.approx(float(line[2]) * 0.111262)
+    # North along +u, east along +v: the panorama is dr rows south and dc columns west.
+    assert float(s["shift_u_m"]) == pytest.approx(-float(line[2]) * 0.111262)
+    assert float(s["shift_v_m"]) == pytest.approx(-float(line[3]) * 0.111262)
     assert float(s["yaw_deg"]) == 0.0
     check_markers(s)
     # North stays at the centre column with a known orientation.

@@ -14,14 +14,16 @@ A label line is ``<pano> <sat> dr dc <sat> dr dc ...`` with four satellite image
 positive first; ``dr``/``dc`` put the panorama at row ``centre + dr`` and column
 ``centre - dc`` of that image, in pixels at 640. Same-area uses all four cities for training
 and testing; cross-area trains on New York and Seattle and tests on San Francisco and
-Chicago. The prior is the satellite image centre with north up; the yaw is an unknown turn of
-the panorama (a roll by whole columns) uniform in +-``rotation_range_deg`` (0 for known
-orientation, 180 for unknown). VIGOR's test labels carry no rotation, so test rotations come
-from the fixed ``(seed, index)`` generator. ``val`` is the last 20 % of the training labels.
+Chicago. The prior is the satellite image centre heading north (the panorama's centre
+column), so crops have north along +u; the yaw is an unknown turn of the panorama (a roll by
+whole columns, content moving right turning the camera counter-clockwise) uniform in
++-``rotation_range_deg`` (0 for known orientation, 180 for unknown). VIGOR's test labels
+carry no rotation, so test rotations come from the fixed ``(seed, index)`` generator. ``val`` is the last 20 % of the training labels.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ import numpy as np
 from training.datasets.common import (
     CropOptions,
     CrossViewDataset,
+    crop_targets,
     imread_rgb,
     read_lines,
     require,
@@ -119,12 +122,13 @@ class VigorDataset(CrossViewDataset):
         n_rows, n_cols = satmap.shape[:2]
         src_mpp = MPP_640[city] * 640.0 / n_cols
         centre = np.array([(n_cols - 1) / 2.0, (n_rows - 1) / 2.0])
+        truth = centre + np.array([-d_col, d_row]) * (n_cols / 640.0)
         mpp = o.satellite_mpp or MPP_640[city] * 640.0 / o.satellite_size
-        satellite = warp_crop(satmap, centre, 0.0, mpp / src_mpp, o.satellite_size)
-        scale = n_cols / 640.0
-        shift_u_m = -d_col * scale * src_mpp
-        shift_v_m = d_row * scale * src_mpp
+        # The panorama's centre column faces north: that is the prior heading, along +u.
+        north = math.pi / 2.0
+        satellite = warp_crop(satmap, centre, north, mpp / src_mpp, o.satellite_size)
+        targets = crop_targets(truth, north + math.radians(yaw_deg), centre, north, src_mpp)
         h, w = o.ground_size
         k = np.array([[w / (2 * np.pi), 0.0, w / 2.0], [0.0, h / np.pi, h / 2.0], [0, 0, 1]])
-        return self.pack(index, ground, k, satellite, (shift_u_m, shift_v_m, yaw_deg), mpp,
-                         self.camera_height_m, name=f"{city}/{pano}")
+        return self.pack(index, ground, k, satellite, targets, mpp, self.camera_height_m,
+                         name=f"{city}/{pano}")
