@@ -18,7 +18,8 @@ Chicago. The prior is the satellite image centre heading north (the panorama's c
 column), so crops have north along +u; the yaw is an unknown turn of the panorama (a roll by
 whole columns, content moving right turning the camera counter-clockwise) uniform in
 +-``rotation_range_deg`` (0 for known orientation, 180 for unknown). VIGOR's test labels
-carry no rotation, so test rotations come from the fixed ``(seed, index)`` generator. ``val`` is the last 20 % of the training labels.
+carry no rotation, so test rotations come from the fixed ``(seed, index)`` generator.
+``val`` is the last 20 % of the training labels.
 """
 
 from __future__ import annotations
