@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from denseflow_ros.sim.drive import Drive
-from denseflow_ros.sim.render import kitti_intrinsics, render_ground
+from denseflow_ros.sim.render import kitti_intrinsics, prepare, render_ground
 from denseflow_ros.sim.world import World
 
 # Web Mercator ground resolution at zoom 18 halved (scale-2 tiles) at latitude 49.015.
@@ -101,6 +101,7 @@ def render_drive(world: World, drive: Drive, K: np.ndarray, width: int, height: 
     processes with the same result.
     """
     seed0 = drive.seed * 100_003 if seed is None else int(seed)
+    prepare(world)  # workers inherit the caches instead of each building them
 
     def one(i: int) -> np.ndarray:
         return render_ground(world, K, width, height, float(drive.east[i]),
@@ -357,6 +358,9 @@ def export_kitti(root: str | Path, drives: Sequence[KittiDrive],
                 dx, dy, dth = rng.uniform(-1.0, 1.0, 3).astype(np.float32)
                 line = f"{line} {dx!s} {dy!s} {dth!s}"
             splits[item.split].append(line)
+
+    for world in worlds.values():
+        prepare(world)
 
     def write(t: int) -> None:
         _write_kitti_frame(*tasks[t], K, image_size, satmap_px, satmap_mpp, camera_height_m)

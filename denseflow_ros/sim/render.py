@@ -84,6 +84,31 @@ def _mips(world: World) -> list[np.ndarray]:
     return world._cache["ground_mips"]
 
 
+def _height_levels(world: World) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Return (height, material) at 1, 1/2 and 1/4 resolution, max-pooled (cached)."""
+    if "height_levels" not in world._cache:
+        levels = [(world.height, world.material)]
+        for _ in range(2):
+            hgt, mat = levels[-1]
+            r, c = hgt.shape[0] // 2, hgt.shape[1] // 2
+            blocks = hgt[: 2 * r, : 2 * c].reshape(r, 2, c, 2).transpose(0, 2, 1, 3).reshape(
+                r, c, 4)
+            mats = mat[: 2 * r, : 2 * c].reshape(r, 2, c, 2).transpose(0, 2, 1, 3).reshape(
+                r, c, 4)
+            top = blocks.argmax(axis=2)[..., None]
+            levels.append((np.take_along_axis(blocks, top, 2)[..., 0],
+                           np.take_along_axis(mats, top, 2)[..., 0]))
+        world._cache["height_levels"] = levels
+    return world._cache["height_levels"]
+
+
+def prepare(world: World) -> None:
+    """Build the renderer's per-world caches now (e.g. before forking rendering workers)."""
+    _mips(world)
+    _height_levels(world)
+    _sky_texture(world)
+
+
 def _sky_texture(world: World) -> np.ndarray:
     """Return a cloud cover texture over azimuth (720 columns) x elevation 0..90 deg (90 rows)."""
     if "sky" not in world._cache:
@@ -180,16 +205,30 @@ def render_ground(world: World, K: np.ndarray, width: int, height: int, east_m: 
     pn = north_m + fwd * s - right * c
     col_f = pe / mpp + cols_n // 2
     row_f = rows_n // 2 - pn / mpp
-    qi = np.rint(col_f).astype(np.int64)
-    ri = np.rint(row_f).astype(np.int64)
-    inside = (qi >= 1) & (qi < cols_n - 1) & (ri >= 1) & (ri < rows_n - 1)
-    qi = np.where(inside, qi, 1)
-    ri = np.where(inside, ri, 1)
-    h = np.where(inside, world.height[ri, qi], 0.0).astype(np.float32)
-    mat = np.where(inside, world.material[ri, qi], 0).astype(np.int32)
-    # Facade normals from the height map's gradient (towards lower ground).
-    ge = (world.height[ri, qi + 1] - world.height[ri, qi - 1]).astype(np.float32)
-    gn = (world.height[ri - 1, qi] - world.height[ri + 1, qi]).astype(np.float32)
+    h = np.zeros((n_steps, width), dtype=np.float32)
+    mat = np.zeros((n_steps, width), dtype=np.int32)
+    ge = np.zeros((n_steps, width), dtype=np.float32)
+    gn = np.zeros((n_steps, width), dtype=np.float32)
+    # Far steps are longer than a raster pixel: they read max-pooled heights (2x2, 4x4), so
+    # thin walls and posts do not flicker in and out between frames.
+    step = np.diff(z, append=z[-1] + (z[-1] - z[-2]))
+    level = np.searchsorted(np.array([1.5, 3.0]) * mpp, step)
+    for lev, (hl, ml) in enumerate(_height_levels(world)):
+        ks = np.flatnonzero(level == lev)
+        if ks.size == 0:
+            continue
+        ks = slice(ks[0], ks[-1] + 1)
+        scale = 2 ** lev
+        qi = np.rint((col_f[ks] + 0.5) / scale - 0.5).astype(np.int64)
+        ri = np.rint((row_f[ks] + 0.5) / scale - 0.5).astype(np.int64)
+        inside = (qi >= 1) & (qi < hl.shape[1] - 1) & (ri >= 1) & (ri < hl.shape[0] - 1)
+        qi = np.where(inside, qi, 1)
+        ri = np.where(inside, ri, 1)
+        h[ks] = np.where(inside, hl[ri, qi], 0.0)
+        mat[ks] = np.where(inside, ml[ri, qi], 0)
+        # Facade normals from the height map's gradient (towards lower ground).
+        ge[ks] = hl[ri, qi + 1] - hl[ri, qi - 1]
+        gn[ks] = hl[ri - 1, qi] - hl[ri + 1, qi]
 
     boxes = _place_objects(world, rng, east_m, north_m, yaw_rad)
     for be, bn, byaw, length, bwidth, bheight, bmat in boxes:
