@@ -166,11 +166,18 @@ def gauss_markov(rng: np.random.Generator, t_s: np.ndarray, sigma: float, tau_s:
     if n == 0:
         return out
     shocks = rng.standard_normal((n, dims))
-    out[0] = sigma * shocks[0]
     phi = np.exp(-np.diff(t_s) / tau_s)
     scale = sigma * np.sqrt(1.0 - phi * phi)
-    for i in range(1, n):
-        out[i] = phi[i - 1] * out[i - 1] + scale[i - 1] * shocks[i]
+    # The recursion on Python floats: several times faster than on numpy scalars.
+    phi_l, scale_l = phi.tolist(), scale.tolist()
+    for d in range(dims):
+        x = shocks[:, d].tolist()
+        prev = sigma * x[0]
+        values = [prev]
+        for i in range(1, n):
+            prev = phi_l[i - 1] * prev + scale_l[i - 1] * x[i]
+            values.append(prev)
+        out[:, d] = values
     return out
 
 
