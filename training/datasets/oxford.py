@@ -17,7 +17,8 @@ than ``training.txt`` (broken frames, dropped here); ``test_yaw.npy`` holds the 
 traversals back to back. Training priors are offset uniformly in angle and radius up to
 ``200 sqrt(2)`` map pixels (~26 m); validation and test priors are the centre of the
 800-pixel window on the map's 400-pixel grid that keeps the truth in its middle half, so they
-follow from the split files alone.
+follow from the split files alone. The protocol's rotation range is 0; a non-zero one draws
+test yaws from the fixed ``(seed, index)`` generator.
 """
 
 from __future__ import annotations
