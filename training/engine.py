@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -114,7 +115,7 @@ def predict(
     model.eval()
     rows: list[np.ndarray] = []
     batches = loader
-    if progress and info.is_main:
+    if progress and info.is_main and sys.stderr.isatty():
         from tqdm import tqdm
 
         batches = tqdm(loader, desc="evaluate", unit="batch", leave=False)
