@@ -144,7 +144,7 @@ class Layout:
     warp_phase: np.ndarray  # (M,)
     block_type: np.ndarray  # (nx - 1, ny - 1)
     lot_size: np.ndarray  # (nx - 1, ny - 1, 2) target lot size (m)
-    lot: np.ndarray  # (nx - 1, ny - 1, T, T, 8) lot parameters, fields _LOT_*
+    lot: np.ndarray  # (nx - 1, ny - 1, T, T, 10) lot parameters, fields _LOT_*
     crossing: np.ndarray  # (nx, ny) zebra crossings at the intersection
     street_tree_x: np.ndarray  # (nx, 3): presence per side (2), spacing (m)
     street_tree_y: np.ndarray
@@ -301,9 +301,8 @@ def _street_lines(rng: np.random.Generator, half_extent: float) -> tuple[np.ndar
 
 
 # Lot parameter fields (last axis of Layout.lot).
-_LOT_KIND, _LOT_SET_A, _LOT_SET_B, _LOT_SET_C, _LOT_SET_D, _LOT_HEIGHT, _LOT_STYLE, _LOT_WALL = (
-    range(8)
-)
+(_LOT_KIND, _LOT_SET_A, _LOT_SET_B, _LOT_SET_C, _LOT_SET_D, _LOT_HEIGHT, _LOT_STYLE, _LOT_WALL,
+ _LOT_CUT, _LOT_CUT_FRAC) = range(10)
 
 
 def _make_layout(rng: np.random.Generator, size_m: float) -> Layout:
@@ -319,7 +318,7 @@ def _make_layout(rng: np.random.Generator, size_m: float) -> Layout:
         [rng.uniform(16.0, 34.0, (nbx, nby)), rng.uniform(16.0, 34.0, (nbx, nby))], axis=-1
     ).astype(np.float32)
     t = _LOT_TABLE
-    lot = np.zeros((nbx, nby, t, t, 8), dtype=np.float32)
+    lot = np.zeros((nbx, nby, t, t, 10), dtype=np.float32)
     lot[..., _LOT_KIND] = rng.random((nbx, nby, t, t)) < 0.82  # 1 = building, 0 = yard
     for i in (_LOT_SET_A, _LOT_SET_B, _LOT_SET_C, _LOT_SET_D):
         lot[..., i] = rng.choice([0.0, 0.0, 1.0, 2.5, 4.0], size=(nbx, nby, t, t)) + rng.uniform(
@@ -335,6 +334,10 @@ def _make_layout(rng: np.random.Generator, size_m: float) -> Layout:
     gable = rng.random((nbx, nby, t, t)) < 0.45
     lot[..., _LOT_STYLE] = roof_idx + np.where(gable, 0.75, 0.25)
     lot[..., _LOT_WALL] = rng.random((nbx, nby, t, t)) < 0.2
+    # L-shaped footprints: a corner (1..4) of the rectangle cut away, 0 for none.
+    lot[..., _LOT_CUT] = np.where(rng.random((nbx, nby, t, t)) < 0.35,
+                                  rng.integers(1, 5, (nbx, nby, t, t)), 0)
+    lot[..., _LOT_CUT_FRAC] = rng.uniform(0.35, 0.6, (nbx, nby, t, t))
 
     crossing = (rng.random((len(xs), len(ys))) < 0.4).astype(np.uint8)
 
@@ -525,7 +528,15 @@ def _base_layer(layout: Layout, x: np.ndarray, y: np.ndarray, mpp: float = 0.2) 
     fv0, fv1 = lot[:, _LOT_SET_C], lh - lot[:, _LOT_SET_D]
     has_building = (lot[:, _LOT_KIND] > 0.5) & (fu1 - fu0 > 4.0) & (fv1 - fv0 > 4.0)
     edge_dist = np.minimum(np.minimum(lu - fu0, fu1 - lu), np.minimum(lv - fv0, fv1 - lv))
-    is_building = has_building & (edge_dist > 0)
+    # Position in the footprint (0..1 each way) and the cut-away corner of L-shaped ones.
+    a = (lu - fu0) / np.maximum(fu1 - fu0, 1e-3)
+    b = (lv - fv0) / np.maximum(fv1 - fv0, 1e-3)
+    frac = lot[:, _LOT_CUT_FRAC]
+    cut = lot[:, _LOT_CUT]
+    hi_a, lo_a, hi_b, lo_b = a > 1 - frac, a < frac, b > 1 - frac, b < frac
+    cut_away = (((cut == 1) & hi_a & hi_b) | ((cut == 2) & lo_a & hi_b)
+                | ((cut == 3) & lo_a & lo_b) | ((cut == 4) & hi_a & lo_b))
+    is_building = has_building & (edge_dist > 0) & ~cut_away
     clearance[kb] = np.where(has_building, -edge_dist, 1e3)
     tone[kb] = np.sin(lot[:, _LOT_HEIGHT] * 5.1)
     style = lot[:, _LOT_STYLE]
