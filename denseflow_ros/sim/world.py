@@ -3,12 +3,13 @@
 """A seeded, georeferenced synthetic town: aerial orthophoto, ground texture and height map.
 
 The town is laid out in a *design* plane: a grid of streets (arterials and minor streets with
-lane markings, kerbs, sidewalks and zebra crossings) whose blocks hold buildings on lots,
-parks, parking lots and plazas, with trees and garden walls. The design plane is rotated and
-smoothly warped into the world's local ENU plane, so streets curve gently and run at every
-heading. Everything is rasterised with vectorised numpy in row strips (bounded memory), from
-tables drawn once from ``numpy.random.default_rng(seed)``: the same seed gives byte-identical
-arrays.
+lane markings, stop lines, kerbs, sidewalks with street lamps and trees, zebra crossings)
+whose blocks hold buildings (rectangular or L-shaped, flat or gable roofs) on lots with
+gardens and garden walls, parks with paths, parking lots with parked cars, and plazas. The
+design plane is rotated and smoothly warped into the world's local ENU plane, so streets curve
+gently and run at every heading. Everything is rasterised with vectorised numpy in row strips
+(bounded memory, two threads), from tables drawn once from ``numpy.random.default_rng(seed)``:
+the same seed gives byte-identical arrays.
 
 Two colourings share one albedo: the orthophoto (tops of roofs and canopies, an aerial sun
 with cast shadows, an aerial colour grade and a slight sensor blur) and the ground texture
