@@ -313,8 +313,8 @@ def run_drive(config: Path, model: Path, files: dict[str, Any], replay_rate: flo
                 raise DemoError(f"localizer_node exited with status {node.returncode}: "
                                 f"{_last_error(out / 'node.log')}")
 
-        print("demo: starting localizer_node (loading the network)", file=sys.stderr,
-              flush=True)
+        print(f"demo: starting localizer_node (pid {node.pid}; loading the network)",
+              file=sys.stderr, flush=True)
         if not _wait_until(lambda: listener.snapshot()[1].get("state") == "active",
                            NODE_START_TIMEOUT_S, node_alive, listener=listener):
             raise DemoError(f"localizer_node did not become active within "
@@ -350,7 +350,6 @@ def run_drive(config: Path, model: Path, files: dict[str, Any], replay_rate: flo
         timings["replay_s"] = time.monotonic() - t1
         counters = listener.snapshot()[1]
         counters["images_published"] = str(published)
-        return counters, timings
     finally:
         _stop_process(player, 10.0)
         status = _stop_process(node)
@@ -360,6 +359,8 @@ def run_drive(config: Path, model: Path, files: dict[str, Any], replay_rate: flo
         if status not in (None, 0):
             print(f"demo: localizer_node exited with status {status} (see {out / 'node.log'})",
                   file=sys.stderr)
+    counters["exit_status"] = str(status)
+    return counters, timings
 
 
 # -- results -------------------------------------------------------------------------------
