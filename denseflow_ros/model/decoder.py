@@ -42,16 +42,50 @@ class CorrPyramid:
     def __call__(self, coords: torch.Tensor) -> torch.Tensor:
         """Sample the pyramid around ``coords`` (B, 2, H, W) -> (B, channels, H, W)."""
         b, h, w = self.shape
-        centre = coords.permute(0, 2, 3, 1).reshape(b * h * w, 1, 1, 2)
+        flat = self._sample(self.pyramid, coords.permute(0, 2, 3, 1).reshape(b * h * w, 2))
+        return flat.reshape(b, h, w, -1).permute(0, 3, 1, 2).contiguous()
+
+    def _sample(self, pyramid: list[torch.Tensor], centre: torch.Tensor) -> torch.Tensor:
+        # centre (N, 2) for the N rows of ``pyramid`` -> (N, channels)
+        n = centre.shape[0]
+        centre = centre.reshape(n, 1, 1, 2)
         out = []
-        for i, corr in enumerate(self.pyramid):
+        for i, corr in enumerate(pyramid):
             hh, ww = corr.shape[-2:]
             pts = centre / 2**i + self.delta
             scale = torch.tensor([2.0 / (ww - 1), 2.0 / (hh - 1)], device=pts.device)
             grid = pts * scale - 1.0
             sampled = F.grid_sample(corr, grid, mode="bilinear", align_corners=True)
-            out.append(sampled.reshape(b, h, w, -1))
-        return torch.cat(out, dim=-1).permute(0, 3, 1, 2).contiguous()
+            out.append(sampled.reshape(n, -1))
+        return torch.cat(out, dim=-1)
+
+
+class PinnedLookup:
+    """Correlation lookups when the cells outside a mask stay at coordinate 0.
+
+    The decoder pins the coordinates of cells the camera does not see at 0 after its first
+    iteration, so their lookups never change: they are taken once from the second
+    iteration's full lookup and only the visible cells are sampled afterwards (from a copy of
+    their rows of the pyramid), giving the same values as a full lookup.
+    """
+
+    def __init__(self, corr: CorrPyramid, mask: torch.Tensor) -> None:
+        self.corr = corr
+        self.rows = torch.nonzero(mask.reshape(-1)).flatten()
+        self.pyramid = [level.index_select(0, self.rows) for level in corr.pyramid]
+        self.pinned: torch.Tensor | None = None
+
+    def __call__(self, coords: torch.Tensor, iteration: int) -> torch.Tensor:
+        """Return the lookup for ``coords`` (B, 2, H, W) at the given iteration (0-based)."""
+        if iteration < 1 or self.pinned is None:
+            lookup = self.corr(coords)
+            if iteration >= 1:
+                self.pinned = lookup.permute(0, 2, 3, 1).reshape(-1, lookup.shape[1])
+            return lookup
+        b, h, w = self.corr.shape
+        centre = coords.permute(0, 2, 3, 1).reshape(b * h * w, 2).index_select(0, self.rows)
+        flat = self.pinned.index_copy(0, self.rows, self.corr._sample(self.pyramid, centre))
+        return flat.reshape(b, h, w, -1).permute(0, 3, 1, 2).contiguous()
 
 
 class MotionEncoder(nn.Module):
@@ -76,11 +110,18 @@ class MotionEncoder(nn.Module):
 
 
 class SepConvGRU(nn.Module):
-    """A ConvGRU run twice: with 1x5 kernels, then with 5x1 kernels."""
+    """A ConvGRU run twice: with 1x5 kernels, then with 5x1 kernels.
 
-    def __init__(self, hidden: int, inputs: int) -> None:
+    Its input is the concatenation [context, motion]. Each gate's convolution over
+    [hidden, context, motion] is evaluated as the sum of convolutions over the three parts
+    (the same sum, without building the concatenations), and the context part, which does not
+    change between iterations, is computed once per forward by :meth:`prepare`.
+    """
+
+    def __init__(self, hidden: int, context: int, motion: int) -> None:
         super().__init__()
-        ch = hidden + inputs
+        ch = hidden + context + motion
+        self.hidden, self.context = hidden, context
         self.convz1 = nn.Conv2d(ch, hidden, (1, 5), padding=(0, 2))
         self.convr1 = nn.Conv2d(ch, hidden, (1, 5), padding=(0, 2))
         self.convq1 = nn.Conv2d(ch, hidden, (1, 5), padding=(0, 2))
@@ -88,20 +129,37 @@ class SepConvGRU(nn.Module):
         self.convr2 = nn.Conv2d(ch, hidden, (5, 1), padding=(2, 0))
         self.convq2 = nn.Conv2d(ch, hidden, (5, 1), padding=(2, 0))
 
-    @staticmethod
-    def _step(
-        h: torch.Tensor, x: torch.Tensor, convz: nn.Conv2d, convr: nn.Conv2d, convq: nn.Conv2d
-    ) -> torch.Tensor:
-        hx = torch.cat([h, x], dim=1)
-        z = torch.sigmoid(convz(hx))
-        r = torch.sigmoid(convr(hx))
-        q = torch.tanh(convq(torch.cat([r * h, x], dim=1)))
-        return (1 - z) * h + z * q
+    def prepare(self, context: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
+        """Split the gate weights and apply the context part once; pass the result to forward.
 
-    def forward(self, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        Returns, per direction: (gate contribution of the context incl. biases, motion
+        weights of z|r|q, hidden weights of z|r, hidden weights of q, padding).
+        """
+        h, c = self.hidden, self.context
+        steps = []
+        for convz, convr, convq in (
+            (self.convz1, self.convr1, self.convq1),
+            (self.convz2, self.convr2, self.convq2),
+        ):
+            w = torch.cat([convz.weight, convr.weight, convq.weight], dim=0)
+            bias = torch.cat([convz.bias, convr.bias, convq.bias], dim=0)
+            pad = convz.padding
+            ctx = F.conv2d(context, w[:, h : h + c], bias, padding=pad)
+            steps.append((ctx, w[:, h + c :], w[: 2 * h, :h], w[2 * h :, :h], pad))
+        return steps
+
+    def forward(
+        self, h: torch.Tensor, motion: torch.Tensor, prepared: list[tuple[torch.Tensor, ...]]
+    ) -> torch.Tensor:
         """Return the updated hidden state."""
-        h = self._step(h, x, self.convz1, self.convr1, self.convq1)
-        return self._step(h, x, self.convz2, self.convr2, self.convq2)
+        n = self.hidden
+        for ctx, w_motion, w_hzr, w_hq, pad in prepared:
+            x = F.conv2d(motion, w_motion, padding=pad).add_(ctx)
+            zr = torch.sigmoid(F.conv2d(h, w_hzr, padding=pad).add_(x[:, : 2 * n]))
+            z, r = zr[:, :n], zr[:, n:]
+            q = torch.tanh(F.conv2d(r * h, w_hq, padding=pad).add_(x[:, 2 * n :]))
+            h = torch.lerp(h, q, z)
+        return h
 
 
 class FlowHead(nn.Module):
@@ -150,7 +208,7 @@ class UpdateBlock(nn.Module):
     ) -> None:
         super().__init__()
         self.encoder = MotionEncoder(corr_ch, corr_dims, flow_dims, motion)
-        self.gru = SepConvGRU(hidden, context + motion)
+        self.gru = SepConvGRU(hidden, context, motion)
         self.flow_head = FlowHead(hidden, head)
         self.flow_conf = ConfidenceHead(hidden, head, confidence_mid)
         self.mask = nn.Sequential(
@@ -160,11 +218,17 @@ class UpdateBlock(nn.Module):
         )
 
     def forward(
-        self, net: torch.Tensor, inp: torch.Tensor, corr: torch.Tensor, flow: torch.Tensor
+        self,
+        net: torch.Tensor,
+        context: list[tuple[torch.Tensor, ...]],
+        corr: torch.Tensor,
+        flow: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return the new hidden state and the flow update."""
-        motion = self.encoder(flow, corr)
-        net = self.gru(net, torch.cat([inp, motion], dim=1))
+        """Return the new hidden state and the flow update.
+
+        ``context`` is ``self.gru.prepare(inp)`` for the forward's context features.
+        """
+        net = self.gru(net, self.encoder(flow, corr), context)
         return net, self.flow_head(net)
 
     def upsample_mask(self, net: torch.Tensor) -> torch.Tensor:

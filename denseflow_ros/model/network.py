@@ -19,6 +19,7 @@ from torch import nn
 from denseflow_ros.model.config import ModelConfig
 from denseflow_ros.model.decoder import (
     CorrPyramid,
+    PinnedLookup,
     UpdateBlock,
     convex_upsample,
     upsample_confidence,
@@ -31,7 +32,7 @@ from denseflow_ros.model.projection import (
     sample_bev,
     to_native,
 )
-from denseflow_ros.model.refine import RefineEncoder
+from denseflow_ros.model.refine import RefineEncoder, support_window
 from denseflow_ros.model.trunk import Trunk
 
 
@@ -158,12 +159,17 @@ class DenseFlow(nn.Module):
             cfg, grd_feat, tuple(ground.shape[-2:]), intrinsics, grid, mpp, height, camera_to_body
         )
         maskf = mask.to(bev.dtype)
-        fmaps = self.feature_encoder(torch.cat([bev, sat_feat], dim=0))
+        # The BEV is zero outside the camera's view: the encoders' first convolutions on it
+        # only need to run over the view's bounding window.
+        window = support_window(mask)
+        fe = self.feature_encoder
+        fmaps = fe.body(torch.cat([fe.stem(bev, window), fe.stem(sat_feat)], dim=0))
         b = bev.shape[0]
         corr = CorrPyramid(fmaps[:b], fmaps[b:], cfg.corr_levels, cfg.corr_radius)
-        ctx = self.context_encoder(bev)
+        ctx = self.context_encoder(bev, window)
         net, inp = torch.split(ctx, [cfg.hidden_dim, cfg.context_dim], dim=1)
         net, inp = torch.tanh(net), torch.relu(inp)
+        context = self.update.gru.prepare(inp)
         idx = torch.arange(grid, device=bev.device, dtype=bev.dtype)
         gv, gu = torch.meshgrid(idx, idx, indexing="ij")
         coords0 = torch.stack([gu, gv], dim=0).expand(b, 2, grid, grid)
@@ -171,10 +177,11 @@ class DenseFlow(nn.Module):
         flows: list[torch.Tensor] = []
         confs: list[torch.Tensor] = []
         iterations = int(self.iterations)
+        lookup_fn = PinnedLookup(corr, mask) if mask.float().mean() < 0.5 else None
         for it in range(iterations):
             coords1 = coords1.detach()
-            lookup = corr(coords1)
-            net, delta = self.update(net, inp, lookup, coords1 - coords0)
+            lookup = corr(coords1) if lookup_fn is None else lookup_fn(coords1, it)
+            net, delta = self.update(net, context, lookup, coords1 - coords0)
             # Cells the camera does not see are pinned at coordinate 0, as in training.
             coords1 = (coords1 + delta) * maskf
             if self.training or it == iterations - 1:
