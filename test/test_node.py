@@ -153,10 +153,26 @@ def test_node_publishes_poses_and_survives_bad_input(
         _expect_pose(client, 5)
 
         assert client.wait_diag("accepted", 5)
+
+        # A burst faster than the network: only the newest waiting frame is processed. The
+        # fixes lead the frames by seconds, which is no clock jump.
+        burst = [t + 1.0 + i for i in range(5)]
+        for tb in burst:
+            client.send_prior(tb, LAT0, LON0, 0.3)
+            client.spin(0.05)
+        for tb in burst:
+            client.send_image(tb, _texture(7))
+        assert client.spin(30.0, lambda: client.poses[-1].header.stamp.sec == int(burst[-1])), \
+            f"stamps {[p.header.stamp.sec for p in client.poses]}; {client.diag()}"
+        client.spin(1.0)
+        assert 6 <= len(client.poses) < 5 + len(burst)
+        assert client.wait_diag("dropped_stale", 1)
+        accepted = len(client.poses)
         diag = client.diag()
         assert diag["state"] == "active"
         assert diag["device"] == "cpu"
-        assert int(diag["accepted"]) == 5
+        assert client.wait_diag("accepted", accepted)
+        assert int(client.diag()["accepted"]) == accepted
         assert float(diag["latency_ms_median"]) > 0
         assert proc.poll() is None
     finally:

@@ -96,7 +96,7 @@ class LocalizerNode(LifecycleNode):
         self._headings: deque[tuple[int, float]] = deque(maxlen=400)
         self._previous: tuple[int, float] | None = None
         self._camera: tuple[np.ndarray, np.ndarray | None, int, int] | None = None
-        self._newest_ns: int | None = None
+        self._newest_ns: dict[str, int] = {}
         self._slot: tuple[Any, float] | None = None
         self._cond = threading.Condition()
         self._worker: threading.Thread | None = None
@@ -354,19 +354,24 @@ class LocalizerNode(LifecycleNode):
             while self._fixes and self._fixes[0].t_ns < horizon:
                 self._fixes.pop(0)
 
-    def _check_clock(self, t_ns: int, what: str) -> None:
-        """Forget inputs from before a backward clock jump (call with the lock held)."""
-        if self._newest_ns is not None and t_ns < self._newest_ns - _CLOCK_JUMP_NS:
-            self._problem("clock_jump", f"{what} stamp jumped back "
-                                        f"{(self._newest_ns - t_ns) / 1e9:.1f} s; history reset")
+    def _check_clock(self, t_ns: int, stream: str) -> None:
+        """Forget inputs from before a backward clock jump (call with the lock held).
+
+        Each input stream is compared with itself: fixes may lead camera frames by seconds.
+        """
+        newest = self._newest_ns.get(stream)
+        if newest is not None and t_ns < newest - _CLOCK_JUMP_NS:
+            self._problem("clock_jump", f"{stream} stamp jumped back "
+                                        f"{(newest - t_ns) / 1e9:.1f} s; history reset")
             limit = t_ns + _CLOCK_JUMP_NS
             self._fixes = [f for f in self._fixes if f.t_ns <= limit]
             self._headings = deque((h for h in self._headings if h[0] <= limit),
                                    maxlen=self._headings.maxlen)
             self._previous = None
-            self._newest_ns = t_ns
-        elif self._newest_ns is None or t_ns > self._newest_ns:
-            self._newest_ns = t_ns
+            self._newest_ns = {k: min(v, limit) for k, v in self._newest_ns.items()}
+            self._newest_ns[stream] = t_ns
+        elif newest is None or t_ns > newest:
+            self._newest_ns[stream] = t_ns
 
     def _add_heading(self, stamp: Any, yaw: float, what: str) -> None:
         if not math.isfinite(yaw):
