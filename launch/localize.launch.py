@@ -10,11 +10,10 @@ Arguments left empty keep the params file's values. The node configures and acti
 (``autostart: true``); with ``autostart:=false`` a lifecycle manager (e.g. Nav2's) drives it.
 """
 
+from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode
-
-from launch import LaunchDescription
 
 try:
     from ament_index_python.packages import get_package_share_directory

@@ -22,12 +22,11 @@ pytest.importorskip("launch_testing", reason="launch_testing is not installed: i
                     "a ROS 2 distribution (test_node.py covers the node without one)")
 pytest.importorskip("launch_ros", reason="launch_ros is not installed (ROS 2 distribution)")
 
+import launch  # noqa: E402
 import launch_testing.actions  # noqa: E402
 import launch_testing.asserts  # noqa: E402
 import launch_testing.markers  # noqa: E402
 from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
-
-import launch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_node_support import LAT0, LON0, intrinsics, write_tile_cache  # noqa: E402
