@@ -10,12 +10,15 @@ from torch import nn
 
 from denseflow_ros.model.decoder import (
     CorrPyramid,
+    FlowHead,
+    MotionEncoder,
     PinnedLookup,
+    PinnedMotion,
     SepConvGRU,
     convex_upsample,
     upsample_confidence,
 )
-from denseflow_ros.model.refine import sparse_conv, support_window
+from denseflow_ros.model.window import sparse_conv, support_window
 
 
 def test_lookup_channel_layout_and_scaling() -> None:
@@ -117,3 +120,45 @@ def test_upsampling() -> None:
     assert cu.shape == (1, 1, 32, 40)
     assert float(cu[0, 0, 0, 0]) == pytest.approx(float(conf[0, 0, 0, 0]))
     assert float(cu[0, 0, -1, -1]) == pytest.approx(float(conf[0, 0, -1, -1]))
+
+
+def _pinned_setup() -> tuple[CorrPyramid, torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(1)
+    a = 24
+    fmap1, fmap2 = torch.randn(2, 1, 8, a, a, generator=gen)
+    corr = CorrPyramid(fmap1, fmap2, levels=3, radius=2)
+    mask = torch.zeros(1, 1, a, a, dtype=torch.bool)
+    mask[..., 2:14, 15:24] = True  # touches the map's right border
+    mask[..., 5, 18] = False
+    idx = torch.arange(a, dtype=torch.float32)
+    gv, gu = torch.meshgrid(idx, idx, indexing="ij")
+    return corr, mask, torch.stack([gu, gv])[None]
+
+
+def test_pinned_motion_matches_the_full_encoder() -> None:
+    torch.manual_seed(0)
+    corr, mask, coords0 = _pinned_setup()
+    encoder = MotionEncoder(corr.channels, (16, 12), (8, 6), 10)
+    pinned = PinnedMotion(corr, encoder, mask)
+    gen = torch.Generator().manual_seed(2)
+    coords = coords0.clone()
+    for it in range(5):
+        flow = coords - coords0
+        full = encoder(flow, corr(coords))
+        assert torch.allclose(pinned(coords, flow, it), full, atol=1e-5)
+        coords = (coords + torch.randn(coords.shape, generator=gen)) * mask
+
+
+def test_windowed_flow_head_matches_inside_the_window() -> None:
+    torch.manual_seed(0)
+    head = FlowHead(6, 10)
+    x = torch.randn(2, 6, 20, 20)
+    full = head(x)
+    for window in [((3, 12), (10, 20)), ((0, 20), (0, 20)), ((0, 1), (19, 20))]:
+        got = head(x, window)
+        (r0, r1), (c0, c1) = window
+        assert torch.allclose(got[..., r0:r1, c0:c1], full[..., r0:r1, c0:c1], atol=1e-5)
+        outside = torch.ones(20, 20, dtype=torch.bool)
+        outside[r0:r1, c0:c1] = False
+        assert torch.all(got[..., outside] == 0)
+    assert torch.all(head(x, ((4, 4), (0, 0))) == 0)

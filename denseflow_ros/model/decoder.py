@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from denseflow_ros.model.window import Window, dilate, is_empty, support_window, window_conv
+
 
 class CorrPyramid:
     """All-pairs correlation between two feature maps and its average-pooled pyramid."""
@@ -88,6 +90,37 @@ class PinnedLookup:
         return flat.reshape(b, h, w, -1).permute(0, 3, 1, 2).contiguous()
 
 
+class PinnedMotion:
+    """Motion features when the cells outside a mask stay at coordinate 0.
+
+    From the second iteration on, out-of-view cells keep their coordinate (0) and flow
+    (minus their own position), so their lookups and the motion encoder's output wherever
+    its receptive field (5 cells) holds only such cells never change: those are kept from
+    the second iteration and only the window around the view is recomputed.
+    """
+
+    def __init__(self, corr: CorrPyramid, encoder: MotionEncoder, mask: torch.Tensor) -> None:
+        self.lookup = PinnedLookup(corr, mask)
+        self.encoder = encoder
+        size = (mask.shape[-2], mask.shape[-1])
+        self.window = dilate(support_window(mask), 5, size)
+        self.pinned: torch.Tensor | None = None
+
+    def __call__(self, coords: torch.Tensor, flow: torch.Tensor, iteration: int) -> torch.Tensor:
+        """Return the motion features for ``coords`` and ``flow`` at the given iteration."""
+        lookup = self.lookup(coords, iteration)
+        if iteration < 2 or self.pinned is None:
+            motion = self.encoder(flow, lookup)
+            if iteration >= 1:
+                self.pinned = motion
+            return motion
+        motion = self.pinned.clone()
+        if not is_empty(self.window):
+            (r0, r1), (c0, c1) = self.window
+            motion[..., r0:r1, c0:c1] = self.encoder.window(flow, lookup, self.window)
+        return motion
+
+
 class MotionEncoder(nn.Module):
     """Encode the correlation lookup and the current flow; the flow is appended at the end."""
 
@@ -107,6 +140,21 @@ class MotionEncoder(nn.Module):
         flo = F.relu(self.convf2(F.relu(self.convf1(flow), inplace=True)), inplace=True)
         out = F.relu(self.conv(torch.cat([cor, flo], dim=1)), inplace=True)
         return torch.cat([out, flow], dim=1)
+
+    def window(self, flow: torch.Tensor, corr: torch.Tensor, dst: Window) -> torch.Tensor:
+        """Return the motion features over ``dst`` only, from full-size flow and lookup."""
+        size = (flow.shape[-2], flow.shape[-1])
+        full = ((0, size[0]), (0, size[1]))
+        fuse_in = dilate(dst, 1, size)  # input window of the fusing 3x3 conv
+        branch_in = dilate(fuse_in, 1, size)  # input window of the branches' 3x3 convs
+        (r0, r1), (c0, c1) = branch_in
+        cor = F.relu(self.convc1(corr[..., r0:r1, c0:c1]), inplace=True)
+        cor = F.relu(window_conv(self.convc2, cor, branch_in, fuse_in, size), inplace=True)
+        flo = F.relu(window_conv(self.convf1, flow, full, branch_in, size), inplace=True)
+        flo = F.relu(window_conv(self.convf2, flo, branch_in, fuse_in, size), inplace=True)
+        out = window_conv(self.conv, torch.cat([cor, flo], dim=1), fuse_in, dst, size)
+        (r0, r1), (c0, c1) = dst
+        return torch.cat([F.relu(out, inplace=True), flow[..., r0:r1, c0:c1]], dim=1)
 
 
 class SepConvGRU(nn.Module):
@@ -170,9 +218,25 @@ class FlowHead(nn.Module):
         self.conv1 = nn.Conv2d(in_ch, hidden, 3, padding=1)
         self.conv2 = nn.Conv2d(hidden, 2, 3, padding=1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Return the (B, 2, H, W) flow update."""
-        return self.conv2(F.relu(self.conv1(x), inplace=True))
+    def forward(self, x: torch.Tensor, window: Window | None = None) -> torch.Tensor:
+        """Return the (B, 2, H, W) flow update; with ``window``, zero outside it.
+
+        The decoder discards the update of cells the camera does not see, so it only needs
+        it over the view's bounding window.
+        """
+        if window is None:
+            return self.conv2(F.relu(self.conv1(x), inplace=True))
+        size = (x.shape[-2], x.shape[-1])
+        out = x.new_zeros(x.shape[0], 2, *size)
+        if is_empty(window):
+            return out
+        hidden_win = dilate(window, 1, size)
+        y = window_conv(self.conv1, x, ((0, size[0]), (0, size[1])), hidden_win, size)
+        (r0, r1), (c0, c1) = window
+        out[..., r0:r1, c0:c1] = window_conv(
+            self.conv2, F.relu(y, inplace=True), hidden_win, window, size
+        )
+        return out
 
 
 class ConfidenceHead(nn.Module):
@@ -221,15 +285,16 @@ class UpdateBlock(nn.Module):
         self,
         net: torch.Tensor,
         context: list[tuple[torch.Tensor, ...]],
-        corr: torch.Tensor,
-        flow: torch.Tensor,
+        motion: torch.Tensor,
+        window: Window | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return the new hidden state and the flow update.
+        """Return the new hidden state and the flow update (zero outside ``window``).
 
-        ``context`` is ``self.gru.prepare(inp)`` for the forward's context features.
+        ``context`` is ``self.gru.prepare(inp)`` for the forward's context features and
+        ``motion`` the motion encoder's output.
         """
-        net = self.gru(net, self.encoder(flow, corr), context)
-        return net, self.flow_head(net)
+        net = self.gru(net, motion, context)
+        return net, self.flow_head(net, window)
 
     def upsample_mask(self, net: torch.Tensor) -> torch.Tensor:
         """Return the convex-combination logits, scaled by 0.25 to balance gradients."""

@@ -19,7 +19,7 @@ from torch import nn
 from denseflow_ros.model.config import ModelConfig
 from denseflow_ros.model.decoder import (
     CorrPyramid,
-    PinnedLookup,
+    PinnedMotion,
     UpdateBlock,
     convex_upsample,
     upsample_confidence,
@@ -32,8 +32,9 @@ from denseflow_ros.model.projection import (
     sample_bev,
     to_native,
 )
-from denseflow_ros.model.refine import RefineEncoder, support_window
+from denseflow_ros.model.refine import RefineEncoder
 from denseflow_ros.model.trunk import Trunk
+from denseflow_ros.model.window import support_window
 
 
 @dataclass
@@ -177,11 +178,16 @@ class DenseFlow(nn.Module):
         flows: list[torch.Tensor] = []
         confs: list[torch.Tensor] = []
         iterations = int(self.iterations)
-        lookup_fn = PinnedLookup(corr, mask) if mask.float().mean() < 0.5 else None
+        # With most of the grid out of view, work that cannot change there is done once.
+        pinned = PinnedMotion(corr, self.update.encoder, mask) if maskf.mean() < 0.5 else None
         for it in range(iterations):
             coords1 = coords1.detach()
-            lookup = corr(coords1) if lookup_fn is None else lookup_fn(coords1, it)
-            net, delta = self.update(net, context, lookup, coords1 - coords0)
+            flow = coords1 - coords0
+            if pinned is None:
+                motion = self.update.encoder(flow, corr(coords1))
+            else:
+                motion = pinned(coords1, flow, it)
+            net, delta = self.update(net, context, motion, window)
             # Cells the camera does not see are pinned at coordinate 0, as in training.
             coords1 = (coords1 + delta) * maskf
             if self.training or it == iterations - 1:

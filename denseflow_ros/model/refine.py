@@ -10,8 +10,9 @@ Instance normalisation has no affine parameters; the Oxford context encoder uses
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from denseflow_ros.model.window import Window, sparse_conv
 
 
 def _norm(kind: str, channels: int) -> nn.Module:
@@ -84,39 +85,3 @@ class RefineEncoder(nn.Module):
             x = getattr(self, f"layer{i + 1}")(x)
         return self.conv2(x)
 
-
-Window = tuple[tuple[int, int], tuple[int, int]]
-
-
-def support_window(mask: torch.Tensor) -> Window:
-    """Return ((row0, row1), (col0, col1)), half-open, bounding every true cell of (B,1,H,W)."""
-    rows = torch.nonzero(mask.any(dim=-1).flatten(0, -2).any(dim=0)).flatten()
-    cols = torch.nonzero(mask.any(dim=-2).flatten(0, -2).any(dim=0)).flatten()
-    if rows.numel() == 0:
-        return (0, 0), (0, 0)
-    return (int(rows[0]), int(rows[-1]) + 1), (int(cols[0]), int(cols[-1]) + 1)
-
-
-def sparse_conv(conv: nn.Conv2d, x: torch.Tensor, support: Window) -> torch.Tensor:
-    """Stride-1 'same' convolution of ``x`` that is zero outside ``support``.
-
-    Outputs whose kernel window misses the support equal the bias; the others are computed
-    from the support (plus the halo) alone.
-    """
-    (r0, r1), (c0, c1) = support
-    h, w = x.shape[-2:]
-    kh, kw = conv.kernel_size
-    ph, pw = conv.padding
-    bias = conv.bias if conv.bias is not None else x.new_zeros(conv.out_channels)
-    out = bias.reshape(1, -1, 1, 1).expand(x.shape[0], -1, h, w).contiguous()
-    if r1 <= r0 or c1 <= c0:
-        return out
-    # Output rows/cols that the support can reach, and the input span they need.
-    o_r0, o_r1 = max(r0 - (kh - 1 - ph), 0), min(r1 + ph, h)
-    o_c0, o_c1 = max(c0 - (kw - 1 - pw), 0), min(c1 + pw, w)
-    i_r0, i_r1 = o_r0 - ph, o_r1 + (kh - 1 - ph)
-    i_c0, i_c1 = o_c0 - pw, o_c1 + (kw - 1 - pw)
-    window = x[..., max(i_r0, 0) : min(i_r1, h), max(i_c0, 0) : min(i_c1, w)]
-    window = F.pad(window, (max(-i_c0, 0), max(i_c1 - w, 0), max(-i_r0, 0), max(i_r1 - h, 0)))
-    out[..., o_r0:o_r1, o_c0:o_c1] = F.conv2d(window, conv.weight, conv.bias)
-    return out
