@@ -178,3 +178,16 @@ def test_bad_inputs_raise_one_clear_error() -> None:
         net(ground, sat[..., :200], k)
     with pytest.raises(ValueError, match="unknown model preset"):
         get_preset("nuscenes")
+
+
+def test_mixed_precision_keeps_correlation_and_pose_in_float32() -> None:
+    net = _net().eval()
+    ground, sat, k = _inputs("lite")
+    ref = net(ground, sat, k)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = net(ground, sat, k)
+    for t in (out.shift_u_m, out.shift_v_m, out.yaw_deg, out.covariance):
+        assert t.dtype == torch.float32 and torch.isfinite(t).all()
+    assert torch.equal(out.mask, ref.mask)
+    assert abs(float(out.shift_u_m) - float(ref.shift_u_m)) < 0.5
+    assert abs(float(out.yaw_deg) - float(ref.yaw_deg)) < 0.5

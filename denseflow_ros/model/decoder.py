@@ -22,7 +22,12 @@ class CorrPyramid:
 
     def __init__(self, fmap1: torch.Tensor, fmap2: torch.Tensor, levels: int, radius: int) -> None:
         b, c, h, w = fmap1.shape
-        corr = torch.bmm(fmap1.reshape(b, c, h * w).transpose(1, 2), fmap2.reshape(b, c, h * w))
+        # In float32 even under autocast, as the authors' mixed-precision runs do.
+        fmap1, fmap2 = fmap1.float(), fmap2.float()
+        with torch.autocast(device_type=fmap1.device.type, enabled=False):
+            corr = torch.bmm(
+                fmap1.reshape(b, c, h * w).transpose(1, 2), fmap2.reshape(b, c, h * w)
+            )
         corr = corr.reshape(b * h * w, 1, h, w) / float(c) ** 0.5
         self.pyramid = [corr]
         for _ in range(levels - 1):

@@ -78,6 +78,20 @@ def solve_pose(
     arises), computed with ``atan2`` and true pi. Returns ``shift_u_m, shift_v_m, yaw_deg``
     (B,) and the (B, 3, 3) covariance of (shift_u_m [m], shift_v_m [m], yaw [rad]).
     """
+    # Always in float32 or wider, also under autocast: the centroids sum ~1e5 pixels.
+    if flow.dtype in (torch.float16, torch.bfloat16):
+        flow = flow.float()
+    with torch.autocast(device_type=flow.device.type, enabled=False):
+        return _solve_pose(flow, confidence, mask, mpp, weighted_centroids)
+
+
+def _solve_pose(
+    flow: torch.Tensor,
+    confidence: torch.Tensor,
+    mask: torch.Tensor,
+    mpp: float | torch.Tensor,
+    weighted_centroids: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     b, _, s, _ = flow.shape
     dtype = flow.dtype
     m = mask.to(dtype).reshape(b, 1, -1)
