@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -30,6 +30,10 @@ class ModelConfig:
     trained on (KITTI: heading along +u, 0 turns; Ford, VIGOR, Oxford: heading up, 1 turn).
     The network runs in that native layout and its outputs are turned back, so callers only
     ever see the package's convention.
+
+    ``camera_height_m`` is the ground plane's depth below the vehicle body origin, which is
+    the camera unless a ``camera_to_body`` extrinsic is passed to the forward (Ford: 1 m).
+    ``satellite_mpp`` is for a crop of ``satellite_size`` pixels.
     """
 
     name: str
@@ -56,7 +60,6 @@ class ModelConfig:
     motion_dim: int = 128
     head_dim: int = 256
     confidence_dim: int = 64
-    extras: dict[str, Any] = field(default_factory=dict)
 
     @property
     def stride(self) -> int:
