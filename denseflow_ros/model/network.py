@@ -41,8 +41,10 @@ from denseflow_ros.model.window import support_window
 class DenseFlowOutput:
     """One inference forward's result, in the package's crop layout.
 
-    flow (B, 2, S, S) BEV pixel -> satellite pixel displacement (du, dv); confidence
-    (B, 1, S, S) in (0, 1); mask (B, 1, S, S) bool, BEV pixels the ground camera sees;
+    flow (B, 2, S, S) BEV pixel -> satellite pixel displacement (du, dv), meaningful where
+    mask is true (the decoder pins unseen cells at coordinate 0, as in training); confidence
+    (B, 1, S, S) in (0, 1), zero outside the mask; mask (B, 1, S, S) bool, BEV pixels the
+    ground camera sees;
     shift_u_m, shift_v_m (B,) true camera position minus crop centre along +u / +v;
     yaw_deg (B,) true minus prior heading, counter-clockwise positive; covariance (B, 3, 3)
     of (shift_u_m [m], shift_v_m [m], yaw [rad]).
