@@ -191,3 +191,18 @@ def test_mixed_precision_keeps_correlation_and_pose_in_float32() -> None:
     assert torch.equal(out.mask, ref.mask)
     assert abs(float(out.shift_u_m) - float(ref.shift_u_m)) < 0.5
     assert abs(float(out.yaw_deg) - float(ref.yaw_deg)) < 0.5
+
+
+def test_a_camera_that_sees_no_ground_gives_finite_uninformative_output() -> None:
+    net = _net().eval()
+    ground, sat, k = _inputs("lite")
+    k[:, 1, 2] = -5000.0  # principal point far above the image: the ground never projects in
+    out = net(ground, sat, k)
+    assert not out.mask.any()
+    for t in (out.shift_u_m, out.shift_v_m, out.yaw_deg, out.covariance, out.flow):
+        assert torch.isfinite(t).all()
+    # Nothing constrains the pose: the covariance says so.
+    assert torch.all(out.covariance[0].diagonal() > 1e3)
+    net.train()
+    train_out = net(ground.expand(2, -1, -1, -1), sat.expand(2, -1, -1, -1), k.expand(2, 3, 3))
+    assert torch.isfinite(train_out.flows[-1]).all()

@@ -63,7 +63,7 @@ class CorrPyramid:
             scale = torch.tensor([2.0 / (ww - 1), 2.0 / (hh - 1)], device=pts.device)
             grid = pts * scale - 1.0
             sampled = F.grid_sample(corr, grid, mode="bilinear", align_corners=True)
-            out.append(sampled.reshape(n, -1))
+            out.append(sampled.reshape(n, (2 * self.radius + 1) ** 2))
         return torch.cat(out, dim=-1)
 
 
