@@ -38,8 +38,8 @@ NODE_START_TIMEOUT_S = 300.0
 DRAIN_TIMEOUT_S = 60.0
 SCENARIO_SECTION = "denseflow_demo"
 SCENARIO_DEFAULTS: dict[str, Any] = {
-    "world_seed": 0, "world_size_m": 600.0, "drive_seed": 0, "frames": 150, "rate_hz": 1.0,
-    "image_size": [1242, 375], "replay_rate": 1.5,
+    "world_seed": 0, "world_size_m": 600.0, "drive_seed": 0, "frames": 240, "rate_hz": 1.0,
+    "image_size": [1242, 375], "replay_rate": 2.0,
 }
 INPUTS = ("camera_info", "fix", "imu", "image")
 
@@ -159,7 +159,7 @@ def prepare_scenario(scenario: dict[str, Any], frames: int, work_dir: Path) -> d
         print(f"demo: rendering the drive ({frames} frames at {width}x{height})",
               file=sys.stderr, flush=True)
         summary = export_bag(world, drive, drive_dir / "bag", width=width, height=height,
-                             progress=_progress_enabled(), jobs=max(1, os.cpu_count() or 1))
+                             progress=_progress_enabled())
         drive_info.write_text(json.dumps({"frames": frames, "topics": summary["topics"]}) + "\n")
     town = json.loads(town_info.read_text())
     drive_doc = json.loads(drive_info.read_text())
@@ -421,7 +421,7 @@ def plot_trajectory(files: dict[str, Any], details: dict, doc: dict, path: Path)
     extent = ((c0 - cols // 2 - 0.5) * mpp, (c1 - cols // 2 - 0.5) * mpp,
               (rows // 2 - r1 + 0.5) * mpp, (rows // 2 - r0 + 0.5) * mpp)
 
-    fig, ax = plt.subplots(figsize=(9, 9))
+    fig, ax = plt.subplots(figsize=(9, 9.6))
     ax.imshow(view, extent=extent, interpolation="bilinear")
     ax.plot(truth[:, 0], truth[:, 1], "-", color="black", lw=4.0, alpha=0.7)
     ax.plot(truth[:, 0], truth[:, 1], "-", color="white", lw=2.2, label="ground truth")
@@ -438,8 +438,9 @@ def plot_trajectory(files: dict[str, Any], details: dict, doc: dict, path: Path)
     ax.set_xlabel("east (m)")
     ax.set_ylabel("north (m)")
     ax.set_title(f"demo drive: {doc['samples']} poses; yellow: prior -> estimate")
-    ax.legend(loc="upper right", framealpha=0.85)
-    fig.tight_layout()
+    # Below the map: inside, it would hide part of the route.
+    fig.legend(loc="lower center", ncol=2, frameon=False)
+    fig.tight_layout(rect=(0.0, 0.06, 1.0, 1.0))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
