@@ -22,11 +22,11 @@ from denseflow_ros.model.network import DenseFlow
 
 # (preset, timed repetitions of each forward); the paper-size presets take seconds per frame.
 PLAN: tuple[tuple[str, int], ...] = (
-    ("lite", 9),
-    ("kitti", 3),
-    ("ford", 3),
-    ("vigor", 3),
-    ("oxford", 3),
+    ("lite", 15),
+    ("kitti", 5),
+    ("ford", 5),
+    ("vigor", 5),
+    ("oxford", 5),
 )
 
 
