@@ -112,6 +112,7 @@ def test_short_run_writes_summary_plots_and_scores_the_drive(short_run, work_dir
     assert re.search(r"distance_median_m\s+[\d.]+\s+[\d.]+", table), table
     assert re.search(r"accepted fraction\s+100\.00 %\s+[\d.]+ %", table), table
     assert "targets:" in table
+    assert f"node: {FRAMES} of {FRAMES} images received, {summary['samples']} accepted" in table
 
 
 def test_short_run_plots_are_images(short_run) -> None:

@@ -131,6 +131,7 @@ def prepare_scenario(scenario: dict[str, Any], frames: int, work_dir: Path) -> d
 
         world = generate_world(seed, size_m=size_m)
         town_dir.mkdir(parents=True, exist_ok=True)
+        (town_dir / "tiles.mbtiles").unlink(missing_ok=True)  # an interrupted export
         export_tiles(world, town_dir / "tiles.mbtiles", progress=_progress_enabled())
         if not cv2.imwrite(str(town_dir / "ortho.jpg"), world.ortho[:, :, ::-1],
                            [cv2.IMWRITE_JPEG_QUALITY, 90]):
@@ -479,6 +480,17 @@ def plot_errors(files: dict[str, Any], details: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def outcomes(counters: dict[str, str]) -> str:
+    """Return one line on what the node did with the images: accepted, dropped, rejected."""
+    reasons = ", ".join(f"{k[len('rejected_'):]} {v}" for k, v in sorted(counters.items())
+                        if k.startswith("rejected_"))
+    return (f"node: {counters.get('received_images', '0')} of "
+            f"{counters.get('images_published', '?')} images received, "
+            f"{counters.get('accepted', '0')} accepted, "
+            f"{counters.get('dropped_stale', '0')} dropped while busy, "
+            f"{counters.get('rejected', '0')} rejected" + (f" ({reasons})" if reasons else ""))
+
+
 def report(doc: dict, accepted: float, latency_ms: float) -> str:
     """Return the metrics table with accepted fraction, latency and the demo's targets."""
     from denseflow_ros import metrics
@@ -569,6 +581,7 @@ def run(args: argparse.Namespace) -> dict:
     }
     (out / "run.json").write_text(json.dumps(run_doc, indent=2) + "\n")
     print(report(doc, accepted, latency))
+    print(outcomes(counters))
     print(f"\nwrote {out / 'summary.json'}, trajectory.png and errors.png "
           f"({timings['total_s']:.0f} s, of which {timings['setup_s']:.0f} s scenario set-up)")
     return summary
@@ -583,7 +596,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"denseflow demo: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("denseflow demo: interrupted; the node was shut down", file=sys.stderr)
+        print("denseflow demo: interrupted; the processes it started have stopped",
+              file=sys.stderr)
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
