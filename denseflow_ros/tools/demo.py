@@ -351,6 +351,16 @@ def run_drive(config: Path, model: Path, files: dict[str, Any], replay_rate: flo
         timings["replay_s"] = time.monotonic() - t1
         counters = listener.snapshot()[1]
         counters["images_published"] = str(published)
+    except KeyboardInterrupt:
+        # A terminal's Ctrl-C reaches the children too; a second SIGINT during their own
+        # shutdown would kill them, so give them a moment first.
+        for proc in (player, node):
+            if proc is not None:
+                try:
+                    proc.wait(timeout=5.0)
+                except subprocess.TimeoutExpired:
+                    pass
+        raise
     finally:
         _stop_process(player, 10.0)
         status = _stop_process(node)
