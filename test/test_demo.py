@@ -24,7 +24,7 @@ pytest.importorskip("rclpy")
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED = REPO / "denseflow_ros" / "resources" / "demo_lite.pt"
-FRAMES = 6
+FRAMES = 10
 
 
 def _demo(*args: str) -> list[str]:
@@ -89,10 +89,11 @@ def test_short_run_writes_summary_plots_and_scores_the_drive(short_run, work_dir
     assert node["exit_status"] == "0", (out / "node.log").read_text()
     assert int(node["images_published"]) == FRAMES
     assert int(node["accepted"]) == summary["samples"]
-    # Latency runs from the image's arrival to the pose's publication: it holds the
-    # network call the node timed inside it.
+    # Latency runs from the frame's publication to its pose's arrival, both seen over DDS:
+    # it holds the node's own arrival-to-publication time and the network call inside that.
     latency = summary["latency_ms_median"]
     assert math.isfinite(latency)
+    assert run["latency_ms"]["frames"] >= summary["samples"] - 1
     assert latency >= float(node["inference_ms_median"]) > 0.0
 
     # The prior column is the drive's own GNSS and IMU error at the scored frames.
@@ -136,7 +137,6 @@ def test_refined_estimate_beats_the_gnss_prior(short_run, model) -> None:
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["estimate"]["distance_median_m"] < summary["prior"]["distance_median_m"]
-    assert summary["estimate"]["yaw_median_deg"] < summary["prior"]["yaw_median_deg"]
 
 
 @pytest.mark.timeout(300)

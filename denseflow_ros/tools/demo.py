@@ -14,9 +14,10 @@
 
 Writes to ``--output`` (default ``demo-output``): ``summary.json`` (the results document of
 :mod:`denseflow_ros.metrics` plus ``accepted_fraction``: poses published per frame replayed,
-and ``latency_ms_median``: image arrival to pose publication in the node, per its
-diagnostics), ``trajectory.png``, ``errors.png``, ``frames.csv``, ``run.json`` (scenario,
-model, node counters, timings), the recorded ``poses`` bag and the node's and player's logs.
+and ``latency_ms_median``: per frame, from its publication by the player to its pose's
+arrival, over DDS on this host), ``trajectory.png``, ``errors.png``, ``frames.csv``,
+``run.json`` (scenario, model, node counters, latencies, timings), the recorded ``poses`` bag
+and the node's and player's logs.
 """
 
 from __future__ import annotations
@@ -210,9 +211,14 @@ def _last_error(log: Path) -> str:
 
 
 class Listener:
-    """Records the node's ``/pose`` (into a bag) and ``/diagnostics`` on a thread."""
+    """Records the node's ``/pose`` (into a bag) and ``/diagnostics`` on a thread.
 
-    def __init__(self, poses_bag: Path) -> None:
+    It also subscribes to the camera_info, which the player sends just before each image,
+    to time each frame from its publication to its pose's arrival. (Not to the image: a
+    second image subscriber would delay the fix sent after the image.)
+    """
+
+    def __init__(self, poses_bag: Path, frame_topic: str) -> None:
         from denseflow_ros import bagio
 
         self._store = bagio.typestore("humble")
@@ -220,7 +226,9 @@ class Listener:
                                        metadata={"recorded_by": "denseflow demo"})
         self._lock = threading.Lock()
         self.stop = [False]
-        self.pose_stamps: set[int] = set()
+        self.frame_topic = frame_topic
+        self.pose_received: dict[int, int] = {}
+        self.frame_received: dict[int, int] = {}
         self.diagnostics: dict[str, str] = {}
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="demo-listener", daemon=True)
@@ -237,7 +245,8 @@ class Listener:
         record_tool.add_stop_arguments(parser)
         args = parser.parse_args(["--discovery-timeout", str(NODE_START_TIMEOUT_S)])
         try:
-            record_tool.record(["/pose", "/diagnostics"], self._on_message, args, self.stop)
+            record_tool.record(["/pose", "/diagnostics", self.frame_topic], self._on_message,
+                               args, self.stop)
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread
             self.error = exc
 
@@ -248,14 +257,22 @@ class Listener:
         with self._lock:
             if topic == "/pose":
                 self._writer.write(topic, msg_type, receive_ns, data)
-                self.pose_stamps.add(bagio.stamp_to_ns(msg.header.stamp))
+                self.pose_received[bagio.stamp_to_ns(msg.header.stamp)] = receive_ns
+            elif topic == self.frame_topic:
+                self.frame_received[bagio.stamp_to_ns(msg.header.stamp)] = receive_ns
             elif msg.status:
                 self.diagnostics = {kv.key: kv.value for kv in msg.status[0].values}
 
     def snapshot(self) -> tuple[int, dict[str, str]]:
         """Return (poses received, the newest diagnostics key/values)."""
         with self._lock:
-            return len(self.pose_stamps), dict(self.diagnostics)
+            return len(self.pose_received), dict(self.diagnostics)
+
+    def latencies_ms(self) -> list[float]:
+        """Return, per frame with a pose, the time from its publication to its pose's arrival."""
+        with self._lock:
+            return [(t - self.frame_received[s]) * 1e-6
+                    for s, t in self.pose_received.items() if s in self.frame_received]
 
     def close(self) -> None:
         """Stop listening and finish the poses bag."""
@@ -289,8 +306,11 @@ def _wait_until(cond: Any, timeout_s: float, alive: Any, bar: Any = None,
 
 
 def run_drive(config: Path, model: Path, files: dict[str, Any], replay_rate: float,
-              out: Path, domain: int) -> tuple[dict[str, str], dict[str, float]]:
-    """Start the node, replay the drive into it and record its poses; return its counters."""
+              out: Path, domain: int) -> tuple[dict[str, str], dict[str, float], list[float]]:
+    """Start the node, replay the drive into it and record its poses.
+
+    Returns the node's last diagnostics counters, timings and the per-frame latencies (ms).
+    """
     from tqdm import tqdm
 
     from denseflow_ros.dds import apply_loopback_env, loopback_env
@@ -300,7 +320,7 @@ def run_drive(config: Path, model: Path, files: dict[str, Any], replay_rate: flo
     apply_loopback_env(domain)
     timings: dict[str, float] = {}
     node = player = None
-    listener = Listener(out / "poses")
+    listener = Listener(out / "poses", files["topics"]["camera_info"])
     node_log = (out / "node.log").open("w")
     player_log = (out / "replay.log").open("w")
     try:
@@ -371,7 +391,7 @@ def run_drive(config: Path, model: Path, files: dict[str, Any], replay_rate: flo
             print(f"demo: localizer_node exited with status {status} (see {out / 'node.log'})",
                   file=sys.stderr)
     counters["exit_status"] = str(status)
-    return counters, timings
+    return counters, timings, listener.latencies_ms()
 
 
 # -- results -------------------------------------------------------------------------------
@@ -564,8 +584,8 @@ def run(args: argparse.Namespace) -> dict:
     except OSError as exc:
         raise DemoError(f"cannot write the scenario under {args.work_dir}: {exc}") from None
     t_ready = time.monotonic()
-    counters, timings = run_drive(config, model, files, float(scenario["replay_rate"]), out,
-                                  domain)
+    counters, timings, latencies = run_drive(config, model, files,
+                                             float(scenario["replay_rate"]), out, domain)
     try:
         doc, details = score(files, out / "poses")
     except ValueError:
@@ -577,7 +597,9 @@ def run(args: argparse.Namespace) -> dict:
 
     metrics.validate_results(doc)
     accepted = doc["samples"] / frames
-    latency = float(counters.get("latency_ms_median", "nan"))
+    import numpy as np
+
+    latency = float(np.median(latencies)) if latencies else float("nan")
     summary = {**doc, "accepted_fraction": accepted, "latency_ms_median": latency}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     write_csv(details, out / "frames.csv")
@@ -587,6 +609,8 @@ def run(args: argparse.Namespace) -> dict:
     run_doc = {
         "scenario": {**scenario, "frames_replayed": frames}, "model": str(model),
         "config": str(config), "ros_domain_id": domain, "node": counters,
+        "latency_ms": {"frames": len(latencies), "median": latency,
+                       "p90": float(np.percentile(latencies, 90)) if latencies else None},
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
     }
     (out / "run.json").write_text(json.dumps(run_doc, indent=2) + "\n")
