@@ -430,6 +430,7 @@ def plot_trajectory(files: dict[str, Any], details: dict, doc: dict, path: Path)
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib import patheffects
 
     truth, prior, est = details["ground_truth_track"], details["prior"], details["estimate"]
     pts = np.concatenate([truth[:, :2], prior[:, :2], est[:, :2]])
@@ -454,8 +455,10 @@ def plot_trajectory(files: dict[str, Any], details: dict, doc: dict, path: Path)
 
     fig, ax = plt.subplots(figsize=(9, 9.6))
     ax.imshow(view, extent=extent, interpolation="bilinear")
-    ax.plot(truth[:, 0], truth[:, 1], "-", color="black", lw=4.0, alpha=0.7)
-    ax.plot(truth[:, 0], truth[:, 1], "-", color="white", lw=2.2, label="ground truth")
+    outline = [patheffects.Stroke(linewidth=4.0, foreground="black", alpha=0.7),
+               patheffects.Normal()]
+    ax.plot(truth[:, 0], truth[:, 1], "-", color="white", lw=2.2, label="ground truth",
+            path_effects=outline)
     for k in range(est.shape[0]):
         ax.plot([prior[k, 0], est[k, 0]], [prior[k, 1], est[k, 1]], "-", color="yellow",
                 lw=0.6, alpha=0.6)
