@@ -666,7 +666,7 @@ def main(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         run(args)
-    except DemoError as exc:
+    except (DemoError, OSError) as exc:
         print(f"denseflow demo: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
