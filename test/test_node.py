@@ -181,6 +181,57 @@ def test_node_publishes_poses_and_survives_bad_input(
     assert "skipped (bad_image)" in out
 
 
+def test_image_before_its_fix_waits_for_it(
+        tmp_path: Path, assets: dict[str, Path], ros_env: dict[str, str], ros_domain: int) -> None:
+    # A long wait, so the test does not depend on how fast a loaded machine delivers the fix.
+    proc = start_node(_params(tmp_path, assets, fix_wait_s=1.5), ros_env)
+    client = Client(ros_domain)
+    try:
+        client.wait_for_node(proc)
+        client.send_camera_info(intrinsics(W, H), W, H)
+        client.spin(0.2)
+        # No fix has ever arrived: the frame is rejected once the wait runs out.
+        client.send_image(40.0, _texture(40))
+        _expect_rejected(client, "no_fix")
+        assert int(client.diag().get("waited_for_prior", "0")) == 1
+        assert proc.poll() is None
+
+        # Each image goes out before its fix and heading of the same stamp, and any earlier
+        # fix is a second old (beyond max_fix_age_s): the frame waits for its own and pairs.
+        for i, t in enumerate((41.0, 42.0)):
+            client.send_image(t, _texture(int(t)))
+            client.spin(0.1)
+            client.send_prior(t, LAT0, LON0, 0.3)
+            _expect_pose(client, i + 1)
+            assert (client.poses[i].header.stamp.sec, client.poses[i].header.stamp.nanosec) \
+                == (int(t), 0)
+        assert client.wait_diag("waited_for_prior", 3)
+        assert int(client.diag().get("rejected_no_fix", "0")) == 1
+
+        # While 43.0 waits, the queue of one behind it keeps only the newest image: 45.0
+        # replaces 44.0. The fix stamped 45.0 ends the wait of 43.0 without pairing it (two
+        # seconds away), and 45.0 is localized.
+        client.send_image(43.0, _texture(43))
+        client.spin(0.3)
+        for t in (44.0, 45.0):
+            client.send_image(t, _texture(int(t)))
+            client.spin(0.05)
+        client.spin(0.1)
+        client.send_prior(45.0, LAT0, LON0, 0.3)
+        _expect_pose(client, 3)
+        _expect_rejected(client, "no_fix", 2)
+        assert client.wait_diag("dropped_stale", 1)
+        client.spin(1.0)
+        assert [p.header.stamp.sec for p in client.poses] == [41, 42, 45]
+        diag = client.diag()
+        assert int(diag["rejected_no_fix"]) == 2 and int(diag["dropped_stale"]) == 1
+        assert int(diag["accepted"]) == 3
+        assert proc.poll() is None
+    finally:
+        stop(proc)
+        client.close()
+
+
 def test_runtime_parameters_apply_and_ranges_are_enforced(
         tmp_path: Path, assets: dict[str, Path], ros_env: dict[str, str], ros_domain: int) -> None:
     proc = start_node(_params(tmp_path, assets), ros_env)

@@ -5,7 +5,9 @@
 Camera frames, GNSS fixes and a heading prior in; ``pose`` (PoseWithCovarianceStamped in the
 map frame), ``fix_refined`` (NavSatFix), ``/diagnostics`` and ``~/debug/image`` out. The
 newest frame waits in a queue of one and is processed on a worker thread, so the executor
-keeps serving fixes, parameters and lifecycle requests while the network runs.
+keeps serving fixes, parameters and lifecycle requests while the network runs. A frame whose
+fix (or heading sample) with the same or a later stamp has not arrived yet waits for it on
+that thread, up to ``fix_wait_s``, before it is paired with the fixes around its stamp.
 """
 
 from __future__ import annotations
@@ -353,6 +355,12 @@ class LocalizerNode(LifecycleNode):
             horizon = self._fixes[-1].t_ns - int(_FIX_BUFFER_S * 1e9)
             while self._fixes and self._fixes[0].t_ns < horizon:
                 self._fixes.pop(0)
+        self._prior_arrived()
+
+    def _prior_arrived(self) -> None:
+        """Wake a frame waiting for its fix or heading (never called with ``_lock`` held)."""
+        with self._cond:
+            self._cond.notify_all()
 
     def _check_clock(self, t_ns: int, stream: str) -> None:
         """Forget inputs from before a backward clock jump (call with the lock held).
@@ -380,6 +388,7 @@ class LocalizerNode(LifecycleNode):
         with self._lock:
             self._check_clock(_stamp_ns(stamp), what)
             self._headings.append((_stamp_ns(stamp), yaw))
+        self._prior_arrived()
 
     def _on_imu(self, msg: Any) -> None:
         if msg.orientation_covariance[0] == -1.0:
@@ -392,6 +401,35 @@ class LocalizerNode(LifecycleNode):
                           "odom")
 
     # -- pairing -------------------------------------------------------------------------
+    def _prior_complete(self, t_ns: int) -> bool:
+        """Return whether a fix, and a heading sample where one is needed, reach ``t_ns``."""
+        source = self._p("heading_source")
+        with self._lock:
+            if not self._fixes or self._fixes[-1].t_ns < t_ns:
+                return False
+            if source in ("imu", "odom"):
+                return any(h[0] >= t_ns for h in self._headings)
+        return True
+
+    def _wait_for_prior(self, t_ns: int) -> None:
+        """Wait up to ``fix_wait_s`` for the fix and heading at or after an image's stamp.
+
+        Runs on the worker thread: GNSS receivers (and bag players) often deliver a frame's
+        fix after its image, and a fix on each side lets the prior be interpolated. The
+        executor keeps running the subscriptions meanwhile; they wake this wait.
+        """
+        wait_s = float(self._p("fix_wait_s"))
+        if wait_s <= 0.0 or self._prior_complete(t_ns):
+            return
+        deadline = time.monotonic() + wait_s
+        self.stats.count("waited_for_prior")
+        with self._cond:
+            while self._running and not self._prior_complete(t_ns):
+                left = deadline - time.monotonic()
+                if left <= 0.0:
+                    return
+                self._cond.wait(timeout=left)
+
     def _pair_fix(self, t_ns: int) -> tuple[float, float, np.ndarray, Any] | None:
         max_age = int(float(self._p("max_fix_age_s")) * 1e9)
         with self._lock:
@@ -484,6 +522,7 @@ class LocalizerNode(LifecycleNode):
         if (image.shape[1], image.shape[0]) != (w, h):
             raise FrameError("bad_image", f"image is {image.shape[1]}x{image.shape[0]} but "
                                           f"camera_info says {w}x{h}")
+        self._wait_for_prior(t_ns)
         paired = self._pair_fix(t_ns)
         if paired is None:
             raise FrameError("no_fix", "no valid fix within max_fix_age_s of the image")

@@ -79,6 +79,9 @@ SPECS: dict[str, Spec] = {
                               0.01, 1000.0, runtime=True),
     "max_fix_age_s": Spec(0.5, "largest time between an image and the fixes paired with it",
                           0.001, 60.0, runtime=True),
+    "fix_wait_s": Spec(0.2, "longest wait per image for a fix (and heading sample) stamped "
+                            "at or after it; 0 = pair with what has arrived", 0.0, 2.0,
+                       runtime=True),
     "max_heading_age_s": Spec(0.5, "largest time between an image and its heading prior",
                               0.001, 60.0, runtime=True),
     "track_min_distance_m": Spec(2.0, "heading_source track: distance travelled for a course",
