@@ -128,6 +128,43 @@ def test_bag_opens_with_rosbags_and_mcap(world: World, drive: Drive, tmp_path: P
     assert seen == {topic: 4 for topic in t.values()}
 
 
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_bag_delivers_each_frames_prior_before_its_image(world: World, drive: Drive,
+                                                         tmp_path: Path, storage: str) -> None:
+    from denseflow_ros import bagio
+
+    export_bag(world, drive, tmp_path / "drive", width=207, height=63, storage=storage,
+               progress=False)
+    t = DEFAULT_BAG_TOPICS
+    # The order a player reads (and publishes) the bag in.
+    seen = [(m.stamp_ns, m.topic) for m in bagio.iter_messages(tmp_path / "drive")]
+    frame_topics = [t[k] for k in ("fix", "imu", "camera_info", "image", "ground_truth")]
+    assert seen == [(frame_stamp_ns(drive, i), topic) for i in range(len(drive))
+                    for topic in frame_topics]
+
+
+@pytest.mark.timeout(300)
+def test_dead_render_worker_is_an_error_not_a_hang(world: World, drive: Drive, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from denseflow_ros.sim import export
+
+    parent = os.getpid()
+    render = export.render_ground
+    doomed_seed = drive.seed * 100_003 + 2  # frame 2's render seed
+
+    def dies_on_frame_2(*args: object, **kwargs: object) -> np.ndarray:
+        if os.getpid() != parent and kwargs["seed"] == doomed_seed:
+            os._exit(3)  # as the kernel's out-of-memory killer would end it
+        return render(*args, **kwargs)
+
+    monkeypatch.setattr(export, "render_ground", dies_on_frame_2)
+    with pytest.raises(ChildProcessError, match="rendering process died"):
+        export_bag(world, drive, tmp_path / "drive", width=207, height=63, progress=False,
+                   jobs=2)
+
+
 def test_kitti_layout_files_parse_in_the_real_formats(world: World, drive: Drive,
                                                       tmp_path: Path) -> None:
     import cv2

@@ -72,18 +72,37 @@ def _ordered_map(fn: Callable[[int], Any], count: int, jobs: int) -> Iterator[An
     """Yield ``fn(i)`` for i in 0..count-1 in order, on ``jobs`` forked processes if > 1.
 
     Workers inherit the parent's memory (the world is not copied or pickled); results come
-    back in order, so the output does not depend on ``jobs``.
+    back in order, so the output does not depend on ``jobs``. At most a few results per
+    worker wait ahead of the consumer. A worker that dies (killed, out of memory) raises
+    :class:`ChildProcessError` instead of leaving the caller waiting for its result.
     """
     import multiprocessing as mp
+    from collections import deque
+    from concurrent.futures import Future, ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     if jobs <= 1 or count < 2 or "fork" not in mp.get_all_start_methods():
         for i in range(count):
             yield fn(i)
         return
+    workers = min(jobs, count)
     _FORK_STATE["fn"] = fn
     try:
-        with mp.get_context("fork").Pool(min(jobs, count)) as pool:
-            yield from pool.imap(_call_forked, range(count), chunksize=4)
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
+            pending: deque[tuple[int, Future]] = deque()
+            submitted = 0
+            while pending or submitted < count:
+                while submitted < count and len(pending) < 4 * workers:
+                    pending.append((submitted, pool.submit(_call_forked, submitted)))
+                    submitted += 1
+                i, future = pending.popleft()
+                try:
+                    result = future.result()
+                except BrokenProcessPool as exc:
+                    raise ChildProcessError(
+                        f"a rendering process died (killed, or out of memory?) before frame "
+                        f"{i} of {count} was done; try fewer jobs than {jobs}") from exc
+                yield result
     finally:
         _FORK_STATE.clear()
 
@@ -136,7 +155,9 @@ def export_bag(world: World, drive: Drive, out_path: str | Path, K: np.ndarray |
     frame ``camera``, the GNSS fix (reported covariance, which may lie) and the IMU (heading
     prior with its variance, yaw rate, accelerations) in frame ``imu_link``, and the ground
     truth as a PoseStamped of the camera in ``map``, the local ENU plane at the world's
-    centre. The bag's metadata names the datum and the topics.
+    centre. A frame's messages share its stamp and are logged fix, IMU, camera_info, image,
+    ground truth, so a replay delivers the prior before the image. The bag's metadata names
+    the datum and the topics. A rendering process that dies raises ChildProcessError.
     """
     from denseflow_ros import bagio
 
@@ -157,10 +178,8 @@ def export_bag(world: World, drive: Drive, out_path: str | Path, K: np.ndarray |
                               jobs)
         for i, image in _progress(enumerate(frames), len(drive), "bag", progress):
             t = frame_stamp_ns(drive, i)
-            bag.write(topics["camera_info"], "sensor_msgs/msg/CameraInfo", t,
-                      bagio.camera_info_msg(K, width, height, t, "camera"))
-            bag.write(topics["image"], "sensor_msgs/msg/Image", t,
-                      bagio.image_msg(image, t, "camera"))
+            # The prior first: a player then delivers a frame's fix and IMU sample before its
+            # image, as a node pairing the image with them expects.
             bag.write(topics["fix"], "sensor_msgs/msg/NavSatFix", t, bagio.navsatfix_msg(
                 float(drive.gnss_lat[i]), float(drive.gnss_lon[i]), 115.0, t, "imu_link",
                 covariance=drive.gnss_cov[i], status=int(drive.gnss_status[i])))
@@ -172,6 +191,10 @@ def export_bag(world: World, drive: Drive, out_path: str | Path, K: np.ndarray |
                 orientation_covariance=[1e-4, 1e-4, yaw_var],
                 angular_velocity_covariance=gyro_var,
                 linear_acceleration_covariance=acc_var))
+            bag.write(topics["camera_info"], "sensor_msgs/msg/CameraInfo", t,
+                      bagio.camera_info_msg(K, width, height, t, "camera"))
+            bag.write(topics["image"], "sensor_msgs/msg/Image", t,
+                      bagio.image_msg(image, t, "camera"))
             bag.write(topics["ground_truth"], "geometry_msgs/msg/PoseStamped", t,
                       bagio.pose_stamped_msg(
                           t, "map", (float(drive.east[i]), float(drive.north[i]), 0.0),
