@@ -89,6 +89,9 @@ def test_short_run_writes_summary_plots_and_scores_the_drive(short_run, work_dir
     assert node["exit_status"] == "0", (out / "node.log").read_text()
     assert int(node["images_published"]) == FRAMES
     assert int(node["accepted"]) == summary["samples"]
+    # The bag logs each frame's fix before its image, and the node waits for a late one:
+    # no frame goes without its prior.
+    assert int(node.get("rejected_no_fix", "0")) == 0, node
     # Latency runs from the frame's publication to its pose's arrival, both seen over DDS:
     # it holds the node's own arrival-to-publication time and the network call inside that.
     latency = summary["latency_ms_median"]
@@ -166,6 +169,37 @@ def test_interrupt_shuts_the_node_down(short_run, work_dir: Path, model: Path | 
     assert "interrupted" in err
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_cached_drive_logged_in_another_order_is_exported_again(tmp_path: Path) -> None:
+    from denseflow_ros import bagio
+    from denseflow_ros.tools.demo import BAG_ORDER, SCENARIO_DEFAULTS, prepare_scenario
+
+    scenario = {**SCENARIO_DEFAULTS, "world_size_m": 300.0, "frames": 4,
+                "image_size": [207, 63]}
+
+    def order(files: dict) -> list[str]:
+        """Return the topics of the bag's first frame, in the order a player sends them."""
+        msgs = list(bagio.iter_messages(files["bag"]))
+        return [m.topic for m in msgs if m.stamp_ns == msgs[0].stamp_ns]
+
+    files = prepare_scenario(scenario, 3, tmp_path)
+    topics = files["topics"]
+    expected = [topics[k] for k in BAG_ORDER.split(",")]
+    assert order(files) == expected
+    # A cache from before the bag order was recorded (its bag logged the image first).
+    info = files["bag"].parent / "scenario.json"
+    info.write_text(json.dumps({"frames": 3, "topics": topics}) + "\n")
+    marker = files["bag"] / "stale"
+    marker.write_text("")
+    files = prepare_scenario(scenario, 3, tmp_path)
+    assert not marker.exists()
+    assert json.loads(info.read_text())["bag_order"] == BAG_ORDER
+    assert order(files) == expected
+    # A current cache is reused as it is.
+    marker.write_text("")
+    prepare_scenario(scenario, 3, tmp_path)
+    assert marker.exists()
 
 
 def test_missing_checkpoint_is_one_sentence(tmp_path: Path, ros_env: dict[str, str]) -> None:

@@ -40,9 +40,11 @@ DRAIN_TIMEOUT_S = 60.0
 SCENARIO_SECTION = "denseflow_demo"
 SCENARIO_DEFAULTS: dict[str, Any] = {
     "world_seed": 0, "world_size_m": 600.0, "drive_seed": 0, "frames": 240, "rate_hz": 1.0,
-    "image_size": [1242, 375], "replay_rate": 2.0, "image_delay_s": 0.05,
+    "image_size": [1242, 375], "replay_rate": 2.0,
 }
 INPUTS = ("camera_info", "fix", "imu", "image")
+# How export_bag logs a frame's messages (all at the frame's stamp); part of the drive cache.
+BAG_ORDER = "fix,imu,camera_info,image,ground_truth"
 
 
 class DemoError(Exception):
@@ -109,51 +111,30 @@ def _first_frames(drive: Any, n: int) -> Any:
     return dataclasses.replace(drive, **arrays)
 
 
-def delay_images(src: Path, dst: Path, camera_topics: set[str], delay_ns: int) -> None:
-    """Copy a bag, logging each camera message ``delay_ns`` after its stamp (headers kept).
-
-    The sim logs a frame's image, fix and IMU sample at the same instant, image first; a
-    player then sends the image a moment before its own fix. A camera driver delivers a frame
-    (image and camera_info) some milliseconds after its exposure stamp, so the demo logs the
-    camera's messages that much later.
-    """
-    from collections import deque
-
-    import yaml
-
-    from denseflow_ros import bagio
-
-    info = yaml.safe_load((src / "metadata.yaml").read_text()) or {}
-    custom = info.get("rosbag2_bagfile_information", {}).get("custom_data") or {}
-    pending: deque[tuple[str, str, int, bytes]] = deque()
-    with bagio.BagWriter(dst, "mcap", overwrite=True,
-                         metadata={**custom, "image_delay_ns": str(delay_ns)}) as out:
-        for item in bagio.iter_messages(src, raw=True):
-            while pending and pending[0][2] <= item.stamp_ns:
-                out.write(*pending.popleft())
-            if item.topic in camera_topics:
-                pending.append((item.topic, item.msg_type, item.stamp_ns + delay_ns, item.msg))
-            else:
-                out.write(item.topic, item.msg_type, item.stamp_ns, item.msg)
-        while pending:
-            out.write(*pending.popleft())
+def _bag_order(drive_info: Path) -> str | None:
+    """Return the message order a cached drive's bag was logged in (None: none, or unknown)."""
+    try:
+        return json.loads(drive_info.read_text()).get("bag_order")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def prepare_scenario(scenario: dict[str, Any], frames: int, work_dir: Path) -> dict[str, Any]:
     """Generate (or reuse) the town's tile cache and the drive's bag; return their paths.
 
     The town (tile cache, orthophoto) is cached per seed and size, the bag per drive and
-    frame count; a ``scenario.json`` written last marks each as complete.
+    frame count; a ``scenario.json`` written last marks each as complete (a drive's also
+    records the bag's message order, :data:`BAG_ORDER`: a bag logged in another order is
+    exported again).
     """
     from denseflow_ros.sim import export_bag, export_tiles, generate_world, simulate_drive
 
     seed, size_m = int(scenario["world_seed"]), float(scenario["world_size_m"])
     width, height = (int(v) for v in scenario["image_size"])
     town_dir = work_dir / f"town{seed}-{size_m:g}m"
-    delay_ns = int(round(float(scenario["image_delay_s"]) * 1e9))
     drive_dir = town_dir / (f"drive{int(scenario['drive_seed'])}-{frames}of"
                             f"{int(scenario['frames'])}-{float(scenario['rate_hz']):g}hz-"
-                            f"{width}x{height}-camera{delay_ns // 1_000_000}ms")
+                            f"{width}x{height}")
     town_info, drive_info = town_dir / "scenario.json", drive_dir / "scenario.json"
     world = None
     if not town_info.is_file():
@@ -171,7 +152,7 @@ def prepare_scenario(scenario: dict[str, Any], frames: int, work_dir: Path) -> d
         town_info.write_text(json.dumps({
             "world_seed": seed, "world_size_m": size_m, "mpp": world.mpp,
             "datum": [world.center_lat, world.center_lon], "shape": list(world.shape)}) + "\n")
-    if not drive_info.is_file():
+    if _bag_order(drive_info) != BAG_ORDER:
         if world is None:
             print(f"demo: regenerating town {seed} to render its drive", file=sys.stderr,
                   flush=True)
@@ -185,21 +166,17 @@ def prepare_scenario(scenario: dict[str, Any], frames: int, work_dir: Path) -> d
         drive = _first_frames(drive, frames)
         drive_dir.mkdir(parents=True, exist_ok=True)
         drive.save(drive_dir / "drive.npz")
-        import shutil
+        drive_info.unlink(missing_ok=True)
+        if (drive_dir / "bag").exists():
+            import shutil
 
-        for name in ("bag", "sim_bag"):
-            if (drive_dir / name).exists():
-                shutil.rmtree(drive_dir / name)  # an interrupted export
+            shutil.rmtree(drive_dir / "bag")  # an interrupted export, or an older order
         print(f"demo: rendering the drive ({frames} frames at {width}x{height})",
               file=sys.stderr, flush=True)
-        sim_bag = drive_dir / ("sim_bag" if delay_ns else "bag")
-        summary = export_bag(world, drive, sim_bag, width=width, height=height,
+        summary = export_bag(world, drive, drive_dir / "bag", width=width, height=height,
                              progress=_progress_enabled())
-        if delay_ns:
-            delay_images(sim_bag, drive_dir / "bag",
-                         {summary["topics"][k] for k in ("image", "camera_info")}, delay_ns)
-            shutil.rmtree(sim_bag)
-        drive_info.write_text(json.dumps({"frames": frames, "topics": summary["topics"]}) + "\n")
+        drive_info.write_text(json.dumps({"frames": frames, "topics": summary["topics"],
+                                          "bag_order": BAG_ORDER}) + "\n")
     town = json.loads(town_info.read_text())
     drive_doc = json.loads(drive_info.read_text())
     return {"tiles": town_dir / "tiles.mbtiles", "ortho": town_dir / "ortho.jpg",
@@ -251,8 +228,8 @@ class Listener:
     """Records the node's ``/pose`` (into a bag) and ``/diagnostics`` on a thread.
 
     It also subscribes to the camera_info, which the player sends just before each image,
-    to time each frame from its publication to its pose's arrival. (Not to the image: a
-    second image subscriber would delay the fix sent after the image.)
+    to time each frame from its publication to its pose's arrival without being a second
+    subscriber to the large image messages.
     """
 
     def __init__(self, poses_bag: Path, frame_topic: str) -> None:
