@@ -206,3 +206,14 @@ def test_a_camera_that_sees_no_ground_gives_finite_uninformative_output() -> Non
     net.train()
     train_out = net(ground.expand(2, -1, -1, -1), sat.expand(2, -1, -1, -1), k.expand(2, 3, 3))
     assert torch.isfinite(train_out.flows[-1]).all()
+
+
+def test_paper_presets_solve_pose_with_the_authors_centroid_rule() -> None:
+    from denseflow_ros.model import DenseFlow, get_preset
+
+    # Released weights were trained through plain-mean centroids (VIGOR: weighted); the lite
+    # network is trained here with the weighted fit.
+    expected = {"kitti": False, "ford": False, "oxford": False, "vigor": True, "lite": True}
+    for name, weighted in expected.items():
+        assert get_preset(name).weighted_centroids is weighted
+    assert DenseFlow(get_preset("lite")).weighted_centroids is True

@@ -53,6 +53,10 @@ class ModelConfig:
     hidden_dim: int = 128
     context_dim: int = 128
     context_norm: str = "instance"
+    # Pose-solver centroids: confidence-weighted (a proper weighted least-squares fit), or plain
+    # means over the mask as the authors' KITTI/Ford/Oxford networks were trained with; their
+    # released weights reproduce their poses only with the rule they were trained through.
+    weighted_centroids: bool = True
     corr_levels: int = 4
     corr_radius: int = 4
     motion_corr_dims: tuple[int, int] = (256, 192)
@@ -115,6 +119,7 @@ PRESETS: dict[str, ModelConfig] = {
         satellite_mpp=KITTI_MPP,
         camera_height_m=1.65,
         iterations=12,
+        weighted_centroids=False,
     ),
     # Ford multi-AV: 0.22 m/px; the ground plane is 1 m below the body origin and the camera
     # sits where the camera->body extrinsic puts it (see DenseFlow.forward).
@@ -125,6 +130,7 @@ PRESETS: dict[str, ModelConfig] = {
         satellite_mpp=0.22,
         camera_height_m=1.0,
         iterations=12,
+        weighted_centroids=False,
         native_turns=1,
     ),
     # VIGOR: 320x640 equirectangular panoramas, camera 2 m above ground, mpp per city
@@ -149,6 +155,7 @@ PRESETS: dict[str, ModelConfig] = {
         satellite_mpp=0.0924 * 800 / 512,
         camera_height_m=1.65,
         iterations=12,
+        weighted_centroids=False,
         native_turns=1,
         context_norm="batch",
     ),

@@ -85,9 +85,9 @@ class DenseFlow(nn.Module):
         config.validate()
         self.config = config
         self.iterations = config.iterations
-        # Run-time choice of centroid weighting in the pose solver; False reproduces the
-        # authors' KITTI/Ford/Oxford solver (plain means over the mask).
-        self.weighted_centroids = True
+        # Centroid rule of the pose solver (see ModelConfig.weighted_centroids); changeable at
+        # run time.
+        self.weighted_centroids = config.weighted_centroids
         trunk_out = config.trunk_widths[-1]
         self.ground_trunk = Trunk(config.trunk_widths)
         self.satellite_trunk = Trunk(config.trunk_widths)
