@@ -60,7 +60,6 @@ setup(
     maintainer_email="maintainers@denseflow-ros.dev",
     description="DenseFlow cross-view localization of ground vehicles against satellite imagery.",
     license="Apache-2.0",
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
             "denseflow = denseflow_ros.cli:main",

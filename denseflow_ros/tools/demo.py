@@ -358,7 +358,9 @@ def run_drive(config: Path, model: Path, files: dict[str, Any], replay_rate: flo
         topics = [files["topics"][k] for k in INPUTS]
         player = subprocess.Popen(
             [sys.executable, "-m", "denseflow_ros.cli", "replay", str(files["bag"]),
-             "--topics", *topics, "--rate", f"{replay_rate:g}", "--delay", "1.0",
+             # The player waits for the node's subscriptions; the extra delay lets this
+             # process's camera_info subscription (latency timing) match as well.
+             "--topics", *topics, "--rate", f"{replay_rate:g}", "--delay", "3.0",
              "--wait-for-subscribers", "60"],
             env=env, stdout=subprocess.PIPE, stderr=player_log, stdin=subprocess.DEVNULL,
             text=True)
