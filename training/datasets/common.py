@@ -95,6 +95,15 @@ def scale_intrinsics(k: np.ndarray, from_wh: Sequence[float], to_hw: Sequence[in
     return out
 
 
+def load_ground(
+    path: Path, k: np.ndarray, size_hw: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Decode a pinhole ground image, resize it to ``size_hw`` and rescale its intrinsics."""
+    image = imread_rgb(path)
+    h0, w0 = image.shape[:2]
+    return resize_ground(image, size_hw), scale_intrinsics(k, (w0, h0), size_hw)
+
+
 def heading_axes(heading_rad: float) -> tuple[np.ndarray, np.ndarray]:
     """Return the forward and right unit vectors, in image (u, v) terms, of a heading.
 
@@ -158,6 +167,19 @@ def prior_from_offsets(
     f, r = heading_axes(true_heading_rad)
     prior = np.asarray(true_src, dtype=np.float64) - (forward_m * f + right_m * r) / src_mpp
     return prior, true_heading_rad - math.radians(yaw_deg)
+
+
+def perturbed_crop(
+    source: np.ndarray, true_src: Sequence[float], true_heading_rad: float,
+    offsets: tuple[float, float, float], src_mpp: float, mpp: float, size_px: int,
+) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """Crop around a prior placed at ``offsets`` (forward m, right m, yaw deg) from the truth.
+
+    Returns the heading-aligned crop at ``mpp`` and the truth's targets in its frame.
+    """
+    prior, prior_heading = prior_from_offsets(true_src, true_heading_rad, *offsets, src_mpp)
+    crop = warp_crop(source, prior, prior_heading, mpp / src_mpp, size_px)
+    return crop, crop_targets(true_src, true_heading_rad, prior, prior_heading, src_mpp)
 
 
 @dataclass

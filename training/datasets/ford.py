@@ -32,15 +32,12 @@ import yaml
 from training.datasets.common import (
     CropOptions,
     CrossViewDataset,
-    crop_targets,
     imread_rgb,
-    prior_from_offsets,
+    load_ground,
+    perturbed_crop,
     read_lines,
     require,
     require_all,
-    resize_ground,
-    scale_intrinsics,
-    warp_crop,
 )
 
 SATMAP_DIR = "SatelliteMaps_18"
@@ -187,10 +184,7 @@ class FordDataset(CrossViewDataset):
             right_m = -offsets[0] * o.shift_range_lat_m
             yaw_deg = offsets[2] * o.rotation_range_deg
 
-        ground = imread_rgb(self.ground_path(frame))
-        h0, w0 = ground.shape[:2]
-        k = scale_intrinsics(self.k, (w0, h0), o.ground_size)
-        ground = resize_ground(ground, o.ground_size)
+        ground, k = load_ground(self.ground_path(frame), self.k, o.ground_size)
 
         satmap = imread_rgb(self.satmap_path(sat_lat, sat_lon))
         n_rows, n_cols = satmap.shape[:2]
@@ -199,12 +193,9 @@ class FordDataset(CrossViewDataset):
         sx, sy = mercator_xy(float(sat_lat), float(sat_lon), float(sat_lat))
         body = centre + np.array([gx - sx, -(gy - sy)]) / SATMAP_MPP
         heading = math.pi / 2.0 - ned_yaw(q0, q1, q2, q3)
-        prior, prior_heading = prior_from_offsets(
-            body, heading, forward_m, right_m, yaw_deg, SATMAP_MPP
-        )
         mpp = o.satellite_mpp or SATMAP_MPP
-        satellite = warp_crop(satmap, prior, prior_heading, mpp / SATMAP_MPP, o.satellite_size)
-        targets = crop_targets(body, heading, prior, prior_heading, SATMAP_MPP)
+        satellite, targets = perturbed_crop(satmap, body, heading, (forward_m, right_m, yaw_deg),
+                                            SATMAP_MPP, mpp, o.satellite_size)
         return self.pack(
             index, ground, k, satellite, targets, mpp, self.camera_height_m,
             camera_to_body=self.camera_to_body.astype(np.float32), name=frame,

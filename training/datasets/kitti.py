@@ -20,7 +20,6 @@ sorted), so model selection never sees a test split.
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -32,15 +31,13 @@ from training.datasets.common import (
     CropOptions,
     CrossViewDataset,
     DatasetRootError,
-    crop_targets,
+    heading_axes,
     imread_rgb,
-    prior_from_offsets,
+    load_ground,
+    perturbed_crop,
     read_lines,
     require,
     require_all,
-    resize_ground,
-    scale_intrinsics,
-    warp_crop,
 )
 
 #: Metres per pixel of the benchmark's satellite maps (zoom 18 at scale 2, latitude 49.015).
@@ -167,26 +164,19 @@ class KittiDataset(CrossViewDataset):
             right_m = -offsets[1] * o.shift_range_lat_m
             yaw_deg = offsets[2] * o.rotation_range_deg
 
-        ground = imread_rgb(self.ground_path(name))
-        h0, w0 = ground.shape[:2]
-        k = scale_intrinsics(self._calib[name.split("/")[0]], (w0, h0), o.ground_size)
-        ground = resize_ground(ground, o.ground_size)
-
+        ground, k = load_ground(self.ground_path(name), self._calib[name.split("/")[0]],
+                                o.ground_size)
         satmap = imread_rgb(self.satmap_path(name))
         heading = read_oxts_yaw(self.oxts_path(name))
         n_rows, n_cols = satmap.shape[:2]
         gps = np.array([(n_cols - 1) / 2.0, (n_rows - 1) / 2.0])
-        cos_h, sin_h = math.cos(heading), math.sin(heading)
-        fwd, right = np.array([cos_h, -sin_h]), np.array([sin_h, cos_h])
+        fwd, right = heading_axes(heading)
         camera = gps + (self.camera_gps_offset_m[0] * fwd
                         + self.camera_gps_offset_m[1] * right) / self.satmap_mpp
-        prior, prior_heading = prior_from_offsets(
-            camera, heading, forward_m, right_m, yaw_deg, self.satmap_mpp
-        )
         mpp = o.satellite_mpp or self.satmap_mpp
-        scale = mpp / self.satmap_mpp
-        satellite = warp_crop(satmap, prior, prior_heading, scale, o.satellite_size)
-        targets = crop_targets(camera, heading, prior, prior_heading, self.satmap_mpp)
+        satellite, targets = perturbed_crop(satmap, camera, heading,
+                                            (forward_m, right_m, yaw_deg), self.satmap_mpp,
+                                            mpp, o.satellite_size)
         return self.pack(index, ground, k, satellite, targets, mpp, self.camera_height_m,
                          name=name)
 
