@@ -15,6 +15,7 @@ they serialize identically to Jazzy's.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
@@ -30,6 +31,8 @@ DISTROS = ("humble", "jazzy")
 # Version 9 writes QoS profiles as a YAML list that Humble's rosbag2 cannot parse; version 8
 # keeps them a string and is read by every distribution from Humble on.
 BAG_VERSION = 8
+# Files a rosbag2 folder holds: storage files, with sqlite3's journals and compressed forms.
+_STORAGE_SUFFIXES = (".mcap", ".db3", ".db3-shm", ".db3-wal", ".db3-journal", ".zstd")
 
 NAVSAT_STATUS_NO_FIX = -1
 NAVSAT_STATUS_FIX = 0
@@ -368,8 +371,13 @@ class BagWriter:
 
     ``with BagWriter("out_bag") as bag: bag.write("/gps/fix", "sensor_msgs/msg/NavSatFix",
     stamp_ns, msg)``. Each topic's connection is added on its first message. ``metadata`` is
-    stored as the bag's ``custom_data``. On an exception inside the block the partly written
-    directory is removed, so a bag that exists is complete.
+    stored as the bag's ``custom_data``.
+
+    The bag is written under ``<path>.partial`` and moved to ``path`` only once it is closed,
+    so a bag at ``path`` is complete. When the block raises or closing fails, what was written
+    stays in ``<path>.partial`` (closed, and readable where the storage allows) and ``path``
+    is untouched. ``overwrite`` replaces an existing bag, only after the new one is complete,
+    and never a file or a folder that holds anything but a rosbag2.
     """
 
     def __init__(
@@ -385,6 +393,7 @@ class BagWriter:
         if storage not in STORAGES:
             raise BagError(f"storage {storage!r} is not one of {STORAGES}")
         self.path = Path(path)
+        self.partial = self.path.with_name(self.path.name + ".partial")
         self.storage = storage
         self.typestore = typestore(distro)
         self.metadata = dict(metadata or {})
@@ -392,6 +401,11 @@ class BagWriter:
         self.counts: dict[str, int] = {}
         self._writer: Any = None
         self._connections: dict[str, tuple[str, Any]] = {}
+
+    @property
+    def staging(self) -> Path:
+        """Return the bag directory being written (inside ``<path>.partial``)."""
+        return self.partial / self.path.name
 
     def __enter__(self) -> BagWriter:
         """Open the bag for writing."""
@@ -404,25 +418,36 @@ class BagWriter:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        """Close the bag, or remove it when the block raised."""
+        """Close the bag, or keep what was written in ``<path>.partial`` when the block raised."""
         if exc_type is None:
             self.close()
         else:
             self.abort()
 
+    def check_output(self) -> None:
+        """Raise :class:`BagError` unless ``path`` is free, or a bag that may be overwritten."""
+        if not self.path.exists() and not self.path.is_symlink():
+            return
+        if not self.overwrite:
+            raise BagError(f"{self.path} exists; choose another output or overwrite it")
+        if not is_bag_dir(self.path):
+            raise BagError(f"{self.path} is not a rosbag2 folder; refusing to overwrite it")
+
     def open(self) -> None:
-        """Create the bag directory and its storage file."""
+        """Create the bag directory and its storage file under ``<path>.partial``."""
         from rosbags.rosbag2 import StoragePlugin, Writer
 
-        if self.path.exists():
-            if not self.overwrite:
-                raise BagError(f"{self.path} exists; choose another output or overwrite it")
-            if self.path.is_dir():
-                shutil.rmtree(self.path)
-            else:
-                self.path.unlink()
+        self.check_output()
+        if self.partial.exists() or self.partial.is_symlink():
+            # A leftover of an earlier failed run, replaced only when it holds nothing else.
+            if not (self.partial.is_dir() and not self.partial.is_symlink()
+                    and all(is_bag_dir(p) for p in self.partial.iterdir())):
+                raise BagError(f"{self.partial} exists and is not a partial recording; "
+                               "move it away")
+            shutil.rmtree(self.partial)
+        self.partial.mkdir(parents=True)
         plugin = StoragePlugin.MCAP if self.storage == "mcap" else StoragePlugin.SQLITE3
-        writer = Writer(self.path, version=BAG_VERSION, storage_plugin=plugin)
+        writer = Writer(self.staging, version=BAG_VERSION, storage_plugin=plugin)
         for key, value in self.metadata.items():
             writer.set_custom_data(str(key), str(value))
         writer.open()
@@ -466,19 +491,48 @@ class BagWriter:
         self.counts[topic] += 1
 
     def close(self) -> None:
-        """Finish the storage file and write ``metadata.yaml``."""
-        if self._writer is not None:
-            writer, self._writer = self._writer, None
+        """Finish the storage file and ``metadata.yaml``, then move the bag to ``path``.
+
+        Raises :class:`BagError` when the bag cannot be finished; what was written is then
+        left in ``<path>.partial``.
+        """
+        if self._writer is None:
+            return
+        writer, self._writer = self._writer, None
+        try:
             writer.close()
+        except Exception as err:  # disk full, I/O errors: rosbags and sqlite raise many types
+            with contextlib.suppress(Exception):
+                writer.abort()
+            raise BagError(f"{self.path} could not be finished ({err}); what was written is "
+                           f"in {self.staging}") from err
+        self.check_output()
+        old = self.partial / (self.path.name + ".replaced")
+        if self.path.exists():
+            self.path.rename(old)
+        self.staging.rename(self.path)
+        if old.exists():
+            shutil.rmtree(old)
+        self.partial.rmdir()
 
     def abort(self) -> None:
-        """Stop writing and remove the partly written bag."""
+        """Stop writing; keep what was written in ``<path>.partial``, closed where possible."""
         if self._writer is not None:
             writer, self._writer = self._writer, None
             try:
-                writer.abort()
-            finally:
-                shutil.rmtree(self.path, ignore_errors=True)
+                writer.close()
+            except Exception:  # noqa: BLE001 - the storage may be what failed
+                with contextlib.suppress(Exception):
+                    writer.abort()
+
+
+def is_bag_dir(path: Path) -> bool:
+    """Return whether ``path`` is a folder holding only rosbag2 files (or nothing)."""
+    if not path.is_dir() or path.is_symlink():
+        return False
+    return all(p.is_file() and not p.is_symlink() and (
+        p.name in ("metadata.yaml", "metadata.yaml.tmp") or p.suffix in _STORAGE_SUFFIXES
+        or p.name.endswith(_STORAGE_SUFFIXES)) for p in path.iterdir())
 
 
 # -- reader ---------------------------------------------------------------------------------

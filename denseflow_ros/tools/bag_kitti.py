@@ -215,11 +215,27 @@ def convert(args: argparse.Namespace) -> dict:
             metadata[f"camera_{axis}_m"] = repr(round(float(value), 4))
 
     t0 = image_times[indices[0]]
-    satmaps: list[bag_common.Satmap] = []
     satmap_base = Path(args.satmap_dir or Path(args.root) / "satmap")
     satmap_root = satmap_base / args.drive[:10] / args.drive
-    with bagio.BagWriter(args.out, args.storage, metadata=metadata,
-                         overwrite=args.overwrite) as bag:
+    satmaps = [bag_common.Satmap(satmap_root / images[i].name, records[i].lat, records[i].lon,
+                                 bag_common.satmap_mpp(records[i].lat, args.satmap_zoom,
+                                                       args.satmap_scale))
+               for i in indices if (satmap_root / images[i].name).is_file()]
+    summary: dict = {"bag": str(args.out), "frames": len(indices),
+                     "satellite_images": len(satmaps), "datum": list(datum)}
+    writer = bagio.BagWriter(args.out, args.storage, metadata=metadata,
+                             overwrite=args.overwrite)
+    writer.check_output()
+    # The tile cache is built before the bag, so a failure there costs no finished recording.
+    tiles = bag_common.tiles_path(args)
+    if tiles is not None and satmaps:
+        facts = bag_common.build_tile_cache(satmaps, tiles)
+        summary["tiles"] = str(tiles)
+        for key, value in facts.items():
+            writer.set_metadata(key, repr(value))
+    elif tiles is not None:
+        bag_common.LOG.warning("no satellite images under %s; no tile cache built", satmap_root)
+    with writer as bag:
         for i in indices:
             bgr = cv2.imread(str(images[i]), cv2.IMREAD_COLOR)
             if bgr is None:
@@ -255,22 +271,6 @@ def convert(args: argparse.Namespace) -> dict:
                                              (east, north, o.alt - records[indices[0]].alt),
                                              bagio.quaternion_from_euler(o.roll, o.pitch,
                                                                          o.yaw)))
-            sat_path = satmap_root / images[i].name
-            if sat_path.is_file():
-                satmaps.append(bag_common.Satmap(
-                    sat_path, o.lat, o.lon,
-                    bag_common.satmap_mpp(o.lat, args.satmap_zoom, args.satmap_scale)))
-        summary: dict = {"bag": str(args.out), "frames": len(indices),
-                         "satellite_images": len(satmaps), "datum": list(datum)}
-        tiles = bag_common.tiles_path(args)
-        if tiles is not None and satmaps:
-            facts = bag_common.build_tile_cache(satmaps, tiles)
-            summary["tiles"] = str(tiles)
-            for key, value in facts.items():
-                bag.set_metadata(key, repr(value))
-        elif tiles is not None:
-            bag_common.LOG.warning("no satellite images under %s; no tile cache built",
-                                   satmap_root)
     summary["camera_in_imu_m"] = None if camera_offset is None else [
         round(float(v), 4) for v in camera_offset]
     return summary

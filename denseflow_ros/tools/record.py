@@ -134,22 +134,43 @@ def install_stop_handlers() -> tuple[list[bool], Callable[[], None]]:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Record until stopped and print a JSON summary."""
+    """Record until stopped and print a JSON summary.
+
+    When a message cannot be written (a full disk, for instance) recording stops and the
+    messages written before it are kept: in ``--out`` when the bag can still be finished,
+    else in ``<out>.partial``. The exit status is then 1.
+    """
     from denseflow_ros.bagio import BagError, BagWriter
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     LOG.info("DDS: %s", replay_dds.apply_env(args))
     stop, restore = install_stop_handlers()
+    failures: list[str] = []
+
+    def write(bag: BagWriter, topic: str, msg_type: str, stamp_ns: int, data: bytes) -> None:
+        if failures:
+            return
+        try:
+            bag.write(topic, msg_type, stamp_ns, data)
+        except Exception as err:  # noqa: BLE001 - OSError, sqlite3 and mcap errors alike
+            failures.append(f"writing {topic} failed ({err}); recording stopped")
+            stop[0] = True
+
     try:
         with BagWriter(args.out, args.storage, overwrite=args.overwrite,
                        metadata={"recorded_by": "denseflow record"}) as bag:
-            summary = record(args.topics, lambda t, m, ns, data: bag.write(t, m, ns, data),
-                             args, stop)
+            summary = record(args.topics, lambda *m: write(bag, *m), args, stop)
     except (ValueError, BagError, OSError) as err:
-        print(f"denseflow record: {err}", file=sys.stderr)
+        print(f"denseflow record: {'; '.join([*failures, str(err)])}", file=sys.stderr)
         return 1
     finally:
         restore()
     summary["bag"] = str(args.out)
+    summary["interrupted"] = summary["interrupted"] and not failures
+    summary["written"] = dict(bag.counts)
     print(json.dumps(summary, indent=2))
+    if failures:
+        print(f"denseflow record: {failures[0]}; the bag holds the messages before it",
+              file=sys.stderr)
+        return 1
     return 0
