@@ -26,6 +26,7 @@ import math
 
 import numpy as np
 
+from denseflow_ros.camera import scale_intrinsics
 from denseflow_ros.sim.world import (
     CAR_COLOURS,
     FACADE_COLOURS,
@@ -52,13 +53,11 @@ _HAZE_M = 450.0
 def kitti_intrinsics(width: int = 1242, height: int = 375) -> np.ndarray:
     """Return KITTI's rectified left colour camera (P_rect_02) scaled to ``width`` x ``height``.
 
-    Each axis scales on its own, as the KITTI loaders do when they resize the images.
+    Each axis scales on its own, with the rule every resize in the package follows
+    (:func:`denseflow_ros.camera.scale_intrinsics`).
     """
-    sx, sy = width / 1242.0, height / 375.0
-    return np.array(
-        [[721.5377 * sx, 0.0, 609.5593 * sx], [0.0, 721.5377 * sy, 172.854 * sy],
-         [0.0, 0.0, 1.0]]
-    )
+    k = np.array([[721.5377, 0.0, 609.5593], [0.0, 721.5377, 172.854], [0.0, 0.0, 1.0]])
+    return scale_intrinsics(k, (1242, 375), (height, width))
 
 
 def _depth_steps(mpp: float) -> np.ndarray:

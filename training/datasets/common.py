@@ -38,6 +38,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from denseflow_ros.camera import scale_intrinsics
+
 
 class DatasetRootError(FileNotFoundError):
     """A dataset root lacks a file or folder its published layout requires."""
@@ -84,15 +86,6 @@ def resize_ground(image: np.ndarray, size_hw: Sequence[int]) -> np.ndarray:
         return image
     interp = cv2.INTER_AREA if w < image.shape[1] else cv2.INTER_LINEAR
     return cv2.resize(image, (w, h), interpolation=interp)
-
-
-def scale_intrinsics(k: np.ndarray, from_wh: Sequence[float], to_hw: Sequence[int]) -> np.ndarray:
-    """Rescale a 3x3 pinhole matrix from an image of (W, H) ``from_wh`` to (H, W) ``to_hw``."""
-    out = np.array(k, dtype=np.float64).reshape(3, 3).copy()
-    out[0] *= to_hw[1] / from_wh[0]
-    out[1] *= to_hw[0] / from_wh[1]
-    out[2] = (0.0, 0.0, 1.0)
-    return out
 
 
 def load_ground(
