@@ -9,7 +9,7 @@ from typing import Any
 
 from training.datasets.common import CropOptions, CrossViewDataset, DatasetRootError, seed_worker
 
-DATASETS = ("kitti", "synthetic", "ford", "vigor", "oxford")
+DATASETS = ("kitti", "synthetic", "sim", "ford", "vigor", "oxford")
 
 
 def build_dataset(
@@ -19,7 +19,8 @@ def build_dataset(
 
     ``synthetic`` is the simulator's KITTI-layout export read by the KITTI loader with the
     constants of its ``sim_info.json`` (written first if ``generate`` describes it, see
-    :mod:`training.synthetic`); other keyword arguments go to the loader (e.g.
+    :mod:`training.synthetic`); ``sim`` renders samples on the fly from seeded towns
+    (:mod:`training.datasets.simulated`); other keyword arguments go to the loader (e.g.
     ``split_file``, ``log`` for Ford, ``area`` for VIGOR).
     """
     if name == "kitti":
@@ -34,6 +35,10 @@ def build_dataset(
         if generate:
             ensure_export(root, generate)
         return KittiDataset(root, split, options, **{**loader_options(root), **kwargs})
+    if name == "sim":
+        from training.datasets.simulated import SimulatedTowns
+
+        return SimulatedTowns(root, split, options, **kwargs)
     if name == "ford":
         from training.datasets.ford import FordDataset
 

@@ -92,12 +92,14 @@ class KittiDataset(CrossViewDataset):
         require(self.root / "raw_data", "the ground images folder raw_data/", self.name)
         require(self.root / "satmap", "the satellite maps folder satmap/", self.name)
         derive_val = False
+        own_val = (self.root / "val_files.txt").is_file()
         if split_file is not None:
             list_path = Path(split_file)
-        elif split == "val" and (self.root / "val_files.txt").is_file():
+        elif split == "val" and own_val:
             list_path = self.root / "val_files.txt"
         else:
-            derive_val = split in ("train", "val")
+            # The last val_fraction of train is validation only when there is no val list.
+            derive_val = split == "val" or (split == "train" and not own_val)
             list_name = "train" if split in ("train", "val") else split
             list_path = self.root / f"{list_name}_files.txt"
         require(list_path, "the split file", self.name)
