@@ -6,6 +6,7 @@ from denseflow_ros.model.checkpoint import CheckpointError, load_model, save_che
 from denseflow_ros.model.config import PRESETS, ModelConfig, example_intrinsics, get_preset
 from denseflow_ros.model.network import (
     DenseFlow,
+    DenseFlowFeatures,
     DenseFlowOutput,
     DenseFlowTrainingOutput,
     visibility_mask,
@@ -16,6 +17,7 @@ __all__ = [
     "PRESETS",
     "CheckpointError",
     "DenseFlow",
+    "DenseFlowFeatures",
     "DenseFlowOutput",
     "DenseFlowTrainingOutput",
     "ModelConfig",

@@ -15,7 +15,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
+
+from denseflow_ros.camera import scale_intrinsics
 
 # KITTI's satellite maps: Google zoom 18 fetched at scale 2, at the dataset's reference latitude.
 KITTI_MPP = 156543.03392 * math.cos(math.radians(49.015)) / 2**18 / 2
@@ -159,14 +162,15 @@ PRESETS: dict[str, ModelConfig] = {
         native_turns=1,
         context_norm="batch",
     ),
-    # A narrow network for CPU-only robots and quick training: same coverage as KITTI
-    # (~102 m square) at half the resolution, a third of the widths, one refinement stage,
-    # a 3-level radius-3 correlation pyramid and 6 iterations.
+    # A narrow network for CPU-only robots and quick training: a 51 m crop at 0.2 m/px, so
+    # its 1.6 m cells (KITTI's) resolve the road around the camera and every cell lies
+    # within 36 m of it; a third of the widths, one refinement stage and a 3-level radius-3
+    # correlation pyramid (lookups reach +-19 m, beyond GNSS errors and multipath jumps).
     "lite": ModelConfig(
         name="lite",
         ground_size=(128, 512),
         satellite_size=256,
-        satellite_mpp=0.4,
+        satellite_mpp=0.2,
         camera_height_m=1.65,
         iterations=6,
         trunk_widths=(32, 32, 64, 96),
@@ -216,6 +220,6 @@ def example_intrinsics(config: ModelConfig, batch: int = 1) -> torch.Tensor:
     fx, fy, cx, cy, w0, h0 = _EXAMPLE_CAMERAS.get(
         config.name, (w / 2.0, w / 2.0, w / 2.0, h / 2.0, w, h)
     )
-    sx, sy = w / w0, h / h0
-    k = torch.tensor([[fx * sx, 0.0, cx * sx], [0.0, fy * sy, cy * sy], [0.0, 0.0, 1.0]])
+    k0 = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+    k = torch.as_tensor(scale_intrinsics(k0, (w0, h0), (h, w)), dtype=torch.float32)
     return k.expand(batch, 3, 3).clone()

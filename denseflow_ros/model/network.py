@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from denseflow_ros.model.calibration import apply_calibration
 from denseflow_ros.model.config import ModelConfig
 from denseflow_ros.model.decoder import (
     CorrPyramid,
@@ -65,7 +66,9 @@ class DenseFlowTrainingOutput:
 
     flows / confidences: one (B, 2, S, S) / (B, 1, S, S) tensor per iteration, oldest first;
     mask (B, 1, S, S) bool; the pose fields are the differentiable solve of the last
-    iteration, as in :class:`DenseFlowOutput`.
+    iteration, as in :class:`DenseFlowOutput`. ``bev_features`` and ``satellite_features``
+    (B, C, A, A) are the maps the correlation is built from and ``feature_mask`` (B, 1, A, A)
+    the visible BEV cells, all in the preset's native layout (for feature-level losses).
     """
 
     flows: list[torch.Tensor]
@@ -75,6 +78,22 @@ class DenseFlowTrainingOutput:
     shift_v_m: torch.Tensor
     yaw_deg: torch.Tensor
     covariance: torch.Tensor
+    bev_features: torch.Tensor | None = None
+    satellite_features: torch.Tensor | None = None
+    feature_mask: torch.Tensor | None = None
+
+
+@dataclass
+class DenseFlowFeatures:
+    """The two feature maps the correlation is built from (a ``features_only`` forward).
+
+    bev (B, C, A, A) projected ground features, satellite (B, C, A, A), mask (B, 1, A, A)
+    bool visible BEV cells; all in the preset's native layout.
+    """
+
+    bev: torch.Tensor
+    satellite: torch.Tensor
+    mask: torch.Tensor
 
 
 class DenseFlow(nn.Module):
@@ -88,6 +107,9 @@ class DenseFlow(nn.Module):
         # Centroid rule of the pose solver (see ModelConfig.weighted_centroids); changeable at
         # run time.
         self.weighted_centroids = config.weighted_centroids
+        # Scale and floor of the fit's covariance fitted on validation data (see
+        # denseflow_ros.model.calibration); None reports the fit's own covariance.
+        self.covariance_calibration: dict[str, float] | None = None
         trunk_out = config.trunk_widths[-1]
         self.ground_trunk = Trunk(config.trunk_widths)
         self.satellite_trunk = Trunk(config.trunk_widths)
@@ -121,7 +143,8 @@ class DenseFlow(nn.Module):
         satellite_mpp: float | torch.Tensor | None = None,
         camera_height_m: float | torch.Tensor | None = None,
         camera_to_body: torch.Tensor | None = None,
-    ) -> DenseFlowOutput | DenseFlowTrainingOutput:
+        features_only: bool = False,
+    ) -> DenseFlowOutput | DenseFlowTrainingOutput | DenseFlowFeatures:
         """Estimate flow and pose from ground (B,3,H,W) and satellite (B,3,S,S) RGB in [0, 1].
 
         ``intrinsics`` (B, 3, 3) are for the ground tensor's size (unused by the panorama
@@ -129,7 +152,8 @@ class DenseFlow(nn.Module):
         preset's; ``camera_to_body`` (B, 4, 4) optionally places the camera in the FRD body
         frame (Ford), with ``camera_height_m`` then the ground's depth below the body origin.
         In eval mode runs without gradients and returns :class:`DenseFlowOutput`; in training
-        mode returns :class:`DenseFlowTrainingOutput`.
+        mode returns :class:`DenseFlowTrainingOutput`. ``features_only`` stops after the
+        feature encoder and returns :class:`DenseFlowFeatures` (feature-matching warm-up).
         """
         cfg = self.config
         mpp = cfg.satellite_mpp if satellite_mpp is None else satellite_mpp
@@ -139,10 +163,11 @@ class DenseFlow(nn.Module):
         size = satellite.shape[-1]
         if satellite.shape[-2] != size or size % cfg.stride:
             raise ValueError(f"satellite must be square with a side divisible by {cfg.stride}")
+        args = (ground, satellite, intrinsics, mpp, height, camera_to_body, features_only)
         if self.training:
-            return self._forward(ground, satellite, intrinsics, mpp, height, camera_to_body)
+            return self._forward(*args)
         with torch.no_grad():
-            return self._forward(ground, satellite, intrinsics, mpp, height, camera_to_body)
+            return self._forward(*args)
 
     def _forward(
         self,
@@ -152,7 +177,8 @@ class DenseFlow(nn.Module):
         mpp: float | torch.Tensor,
         height: float | torch.Tensor,
         camera_to_body: torch.Tensor | None,
-    ) -> DenseFlowOutput | DenseFlowTrainingOutput:
+        features_only: bool,
+    ) -> DenseFlowOutput | DenseFlowTrainingOutput | DenseFlowFeatures:
         cfg = self.config
         turns = cfg.native_turns
         sat_feat = self.satellite_trunk(to_native(satellite, turns))
@@ -168,6 +194,8 @@ class DenseFlow(nn.Module):
         fe = self.feature_encoder
         fmaps = fe.body(torch.cat([fe.stem(bev, window), fe.stem(sat_feat)], dim=0))
         b = bev.shape[0]
+        if features_only:
+            return DenseFlowFeatures(fmaps[:b], fmaps[b:], mask)
         corr = CorrPyramid(fmaps[:b], fmaps[b:], cfg.corr_levels, cfg.corr_radius)
         ctx = self.context_encoder(bev, window)
         net, inp = torch.split(ctx, [cfg.hidden_dim, cfg.context_dim], dim=1)
@@ -204,11 +232,13 @@ class DenseFlow(nn.Module):
             flows[-1], confs[-1], native_mask, mpp, weighted_centroids=self.weighted_centroids
         )
         su, sv, cov = _turn_pose(su, sv, cov, turns)
+        cov = apply_calibration(cov, self.covariance_calibration)
         full_mask = from_native(native_mask.to(maskf.dtype), turns) > 0.5
         flows = [from_native(f, turns, vector=True) for f in flows]
         confs = [from_native(c, turns) for c in confs]
         if self.training:
-            return DenseFlowTrainingOutput(flows, confs, full_mask, su, sv, yaw, cov)
+            return DenseFlowTrainingOutput(flows, confs, full_mask, su, sv, yaw, cov,
+                                           fmaps[:b], fmaps[b:], mask)
         return DenseFlowOutput(flows[-1], confs[-1], full_mask, su, sv, yaw, cov)
 
 
