@@ -241,3 +241,58 @@ def test_synthetic_export_is_generated_and_matches_the_world(tmp_path: Path) -> 
     assert diff < 6.0, diff
     shuffled = np.abs(got - np.roll(expected, 8, axis=1).astype(np.float64))[4:-4, 4:-4].mean()
     assert shuffled > 2 * diff
+
+
+def test_resume_with_another_recipe_is_refused(tree: Path, tmp_path: Path) -> None:
+    cfg = tiny(tree, tmp_path / "run", total_steps=4, max_steps=1)
+    train(cfg)
+    changed = tiny(tree, tmp_path / "run", total_steps=4, lr=5e-3, resume=True)
+    with pytest.raises(ValueError, match="other values of lr"):
+        train(changed)
+    # Where and how long it runs may change.
+    same = tiny(tree, tmp_path / "run", total_steps=4, resume=True, max_steps=2, log_every=5)
+    assert train(same)["step"] == 2
+
+
+def test_non_finite_batches_are_skipped_then_stop_the_run(tree: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import training.train as train_module
+
+    real = train_module.total_loss
+    poisoned = {"left": 1}
+
+    def flaky(*args: object, **kwargs: object) -> tuple[torch.Tensor, dict[str, float]]:
+        loss, logs = real(*args, **kwargs)
+        if poisoned["left"] > 0:
+            poisoned["left"] -= 1
+            loss = loss * float("nan")
+            logs["loss"] = float("nan")
+        return loss, logs
+
+    monkeypatch.setattr(train_module, "total_loss", flaky)
+    cfg = tiny(tree, tmp_path / "one", total_steps=3)
+    before = {k: v.clone() for k, v in train_module.build_model(cfg).state_dict().items()}
+    summary = train(cfg)
+    assert summary["finished"]
+    assert "non-finite loss or gradient, batch skipped" in (
+        tmp_path / "one" / "train.log").read_text()
+    after = load_model(tmp_path / "one" / "model.pt").state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert all(torch.isfinite(v).all() for v in after.values() if v.is_floating_point())
+    poisoned["left"] = 100
+    with pytest.raises(RuntimeError, match="non-finite steps in a row"):
+        train(tiny(tree, tmp_path / "all", total_steps=12, epochs=10))
+
+
+def test_contrastive_warm_up_then_flow_with_binary_confidence(tree: Path,
+                                                            tmp_path: Path) -> None:
+    cfg = tiny(tree, tmp_path / "run", total_steps=4, nce_warmup_steps=2, nce_weight=1.0,
+               confidence_loss="bce", conf_weight=1.0)
+    history = train(cfg)["history"]
+    # Warm-up steps run the encoders only; afterwards flow and contrastive terms train together.
+    assert all("nce_loss" in h and "epe" not in h for h in history[:2])
+    assert all("nce_loss" in h and "epe" in h for h in history[2:])
+    assert all(math.isfinite(h["loss"]) for h in history)
+    bad = tiny(tree, tmp_path / "bad", total_steps=1, confidence_loss="sigmoid")
+    with pytest.raises(ValueError, match="confidence_loss must be paper or bce"):
+        train(bad)

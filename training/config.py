@@ -56,8 +56,17 @@ class TrainConfig:
     pose_u: float = 10.0
     pose_v: float = 10.0
     pose_yaw: float = 10.0
+    # From-scratch options (see training.losses): "paper" or "bce" confidence term, and the
+    # dense contrastive feature term, alone for the first nce_warmup_steps, then beside the
+    # flow loss with weight nce_weight.
+    confidence_loss: str = "paper"
+    confidence_tolerance_px: float = 8.0
+    nce_weight: float = 0.0
+    nce_temperature: float = 0.1
+    nce_warmup_steps: int = 0
     # Runtime.
     seed: int = 0
+    # Loader processes; never more than the machine's cores.
     num_workers: int = 4
     amp: bool = True
     device: str = "auto"
@@ -66,6 +75,8 @@ class TrainConfig:
     val_batch_size: int | None = None
     select_metric: str = "distance_mean_m"
     log_every: int = 20
+    # Also write last.pt every this many steps inside an epoch (0: at epoch ends only).
+    save_every: int = 200
     init_checkpoint: str | None = None
     save_half: bool = False
     # When the run finishes, also write the chosen network (best on validation, else the

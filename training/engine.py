@@ -74,12 +74,12 @@ def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
             for k, v in batch.items()}
 
 
-def forward(model: torch.nn.Module, batch: dict[str, Any]) -> Any:
+def forward(model: torch.nn.Module, batch: dict[str, Any], features_only: bool = False) -> Any:
     """Run the network on a batch with its per-sample geometry."""
     return model(
         batch["ground"], batch["satellite"], batch["intrinsics"],
         satellite_mpp=batch["mpp"], camera_height_m=batch["camera_height_m"],
-        camera_to_body=batch.get("camera_to_body"),
+        camera_to_body=batch.get("camera_to_body"), features_only=features_only,
     )
 
 
@@ -87,7 +87,8 @@ def make_loader(
     dataset: CrossViewDataset, batch_size: int, num_workers: int, seed: int,
     sampler: Iterable[int] | None = None,
 ) -> DataLoader:
-    """Return a DataLoader whose workers seed their own RNGs."""
+    """Return a DataLoader whose workers seed their own RNGs (at most one per core)."""
+    num_workers = min(num_workers, os.cpu_count() or 1)
     generator = torch.Generator()
     generator.manual_seed(seed)
     return DataLoader(
@@ -106,7 +107,8 @@ def predict(
     """Run the network over ``dataset`` (sharded over ranks) and gather truth and estimates.
 
     Returns arrays ``index``, ``true_u``, ``true_v``, ``true_yaw``, ``est_u``, ``est_v``,
-    ``est_yaw`` on every rank, in dataset order.
+    ``est_yaw`` and ``covariance`` (N, 3, 3 over u [m], v [m], yaw [rad]) on every rank, in
+    dataset order.
     """
     n = len(dataset) if limit is None else min(limit, len(dataset))
     shard = Subset(dataset, list(range(info.rank, n, info.world)))
@@ -124,29 +126,49 @@ def predict(
         with torch.autocast(device.type, dtype=torch.float16,
                             enabled=amp and device.type == "cuda"):
             out = forward(model, batch)
-        rows.append(torch.stack([
+        rows.append(torch.cat([torch.stack([
             torch.as_tensor(batch["index"], dtype=torch.float64, device=device),
             batch["shift_u_m"].double(), batch["shift_v_m"].double(), batch["yaw_deg"].double(),
             out.shift_u_m.double(), out.shift_v_m.double(), out.yaw_deg.double(),
-        ], dim=1).cpu().numpy())
+        ], dim=1), out.covariance.double().reshape(-1, 9)], dim=1).cpu().numpy())
     model.train(was_training)
-    local = np.concatenate(rows) if rows else np.zeros((0, 7))
+    local = np.concatenate(rows) if rows else np.zeros((0, 16))
     if info.world > 1:
         gathered: list[np.ndarray] = [None] * info.world  # type: ignore[list-item]
         dist.all_gather_object(gathered, local)
         local = np.concatenate(gathered)
     local = local[np.argsort(local[:, 0], kind="stable")]
     keys = ("index", "true_u", "true_v", "true_yaw", "est_u", "est_v", "est_yaw")
-    return {k: local[:, i] for i, k in enumerate(keys)}
+    pred = {k: local[:, i] for i, k in enumerate(keys)}
+    pred["covariance"] = local[:, 7:].reshape(-1, 3, 3)
+    return pred
 
 
-def score(pred: dict[str, np.ndarray]) -> dict:
-    """Return the results document (prior = crop centre, estimate = network) of predictions."""
+def score(pred: dict[str, np.ndarray], baseline: dict[str, np.ndarray] | None = None) -> dict:
+    """Return the results document of predictions (prior = crop centre, estimate = network).
+
+    ``baseline`` holds another method's predictions of the same samples (``predict`` output).
+    """
     truth = (pred["true_u"], pred["true_v"], pred["true_yaw"])
     zeros = np.zeros_like(pred["true_u"])
     prior = metrics.crop_pose_errors(zeros, zeros, zeros, *truth)
     est = metrics.crop_pose_errors(pred["est_u"], pred["est_v"], pred["est_yaw"], *truth)
-    return metrics.evaluate_errors(prior, est)
+    base = None
+    if baseline is not None:
+        if not np.array_equal(baseline["index"], pred["index"]):
+            raise ValueError("the baseline was run on other samples than the network")
+        base = metrics.crop_pose_errors(baseline["est_u"], baseline["est_v"],
+                                        baseline["est_yaw"], *truth)
+    doc = metrics.evaluate_errors(prior, est, base)
+    if "covariance" in pred:
+        cov = pred["covariance"]
+        err = np.stack([pred["est_u"] - pred["true_u"], pred["est_v"] - pred["true_v"]], 1)
+        dyaw = np.radians(metrics.wrap_deg(pred["est_yaw"] - pred["true_yaw"]))
+        try:
+            doc["consistency"] = metrics.consistency(err, cov[:, :2, :2], dyaw, cov[:, 2, 2])
+        except (ValueError, np.linalg.LinAlgError):
+            pass  # a singular covariance (an untrained network): nothing to check
+    return doc
 
 
 def open_dataset(

@@ -5,13 +5,15 @@
 ::
 
     python -m training.evaluate --dataset kitti --root ROOT --split test1 --checkpoint CKPT \
-        [--preset kitti] [--limit N] [--json OUT]
+        [--preset kitti] [--limit N] [--json OUT] [--baseline ncc]
 
 ``--split`` reads ``<split>_files.txt`` (KITTI layout) from ROOT unless ``--split-file`` names
 another list; every line of a test split is one sample, and a frame listed twice with two
 perturbations counts twice. Prints the results table (prior beside estimate) and writes the
 project's results JSON ``{"samples", "prior", "estimate"}``. Takes our checkpoints and the
-authors' (``--preset`` says which network an authors' file holds). Under ``torchrun`` the
+authors' (``--preset`` says which network an authors' file holds). ``--baseline ncc`` also
+runs the classical matcher (:mod:`denseflow_ros.baseline`) on the same samples and adds its
+column and ``"baseline"`` to the document. Under ``torchrun`` the
 split is sharded over the processes.
 """
 
@@ -24,6 +26,7 @@ from pathlib import Path
 import torch.distributed as dist
 
 from denseflow_ros import metrics
+from denseflow_ros.baseline import NccBaseline
 from denseflow_ros.model import CheckpointError, load_model
 from training.datasets import DATASETS, DatasetRootError
 from training.engine import crop_options_for, open_dataset, predict, score, setup_distributed
@@ -52,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rotation-range-deg", type=float, default=None,
                    help="yaw range (default: 10; Oxford 0; VIGOR 0 = known orientation)")
     p.add_argument("--seed", type=int, default=0, help="seed of rotations a split lacks (VIGOR)")
+    p.add_argument("--baseline", choices=("ncc",),
+                   help="also score the classical matcher on the same samples")
     p.add_argument("--dataset-option", action="append", default=[], metavar="KEY=VALUE",
                    help="loader option, e.g. log=2 (Ford), area=cross (VIGOR); repeatable")
     return p
@@ -81,7 +86,15 @@ def run(args: argparse.Namespace) -> dict:
     dataset = open_dataset(args.dataset, args.root, args.split, opts, options, args.split_file)
     pred = predict(net, dataset, device, args.batch_size, args.num_workers, info,
                    limit=args.limit, amp=args.amp, progress=True)
-    doc = score(pred)
+    base = None
+    if args.baseline == "ncc":
+        matcher = NccBaseline(net.config.satellite_mpp, net.config.camera_height_m,
+                              shift_range_m=1.2 * max(args.shift_range_lon_m,
+                                                      args.shift_range_lat_m),
+                              yaw_range_deg=max(rotation, 1.0))
+        base = predict(matcher, dataset, device, args.batch_size, args.num_workers, info,
+                       limit=args.limit, progress=True)
+    doc = score(pred, base)
     if info.is_main:
         print(metrics.format_table(doc))
         if args.json:

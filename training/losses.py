@@ -10,6 +10,15 @@ standardised over the batch's masked pixels: confidence is pushed up where the e
 below average and down where it is above. After the warm-up stage the pose term
 ``pose_weight * mean(w_u |du_m| + w_v |dv_m| + w_yaw |dyaw_deg|)`` from the differentiable
 solver is added.
+
+Two options serve networks trained from scratch (the ``lite`` recipe): ``confidence_loss:
+bce`` replaces the confidence term by a binary cross-entropy against "this pixel's flow is
+within ``confidence_tolerance_px``" (the standardised term drives every confidence towards 0
+or 1 together when the flow carries no signal yet), and ``nce_weight`` adds a dense
+contrastive (InfoNCE) term on the two feature maps the correlation is built from: each
+visible BEV cell is scored against every satellite cell (cosine similarity over
+``nce_temperature``) with a soft target at its true cell, which gives the encoders a direct
+matching signal from the first step.
 """
 
 from __future__ import annotations
@@ -17,8 +26,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from denseflow_ros.model import analytic_flow
+from denseflow_ros.model.projection import from_native
 
 
 @dataclass
@@ -32,6 +43,10 @@ class LossWeights:
     pose_u: float = 10.0
     pose_v: float = 10.0
     pose_yaw: float = 10.0
+    confidence_loss: str = "paper"
+    confidence_tolerance_px: float = 8.0
+    nce_weight: float = 0.0
+    nce_temperature: float = 0.1
 
 
 def ground_truth_flow(
@@ -60,17 +75,69 @@ def sequence_flow_loss(
         pred = flow.permute(0, 2, 3, 1)[m].float()
         c = conf[:, 0][m].float()
         err = (pred - gt).abs()  # (P, 2)
-        per_pixel = err.sum(dim=1)
-        z = (per_pixel - per_pixel.mean()) / (per_pixel.std() + 1e-6)
-        k = weights.conf_k
-        conf_term = c * torch.sigmoid(k * z) + (1.0 - c) * torch.sigmoid(-k * z)
         total = total + weights.gamma ** (n - i - 1) * (
-            err.mean() + weights.conf_weight * conf_term.mean()
+            err.mean() + weights.conf_weight * confidence_term(c, err.detach(), weights)
         )
     with torch.no_grad():
         epe = (pred - gt).norm(dim=1)
         metrics = {"epe": float(epe.mean()), "px5": float((epe < 5).float().mean())}
     return total, metrics
+
+
+def confidence_term(
+    confidence: torch.Tensor, error: torch.Tensor, weights: LossWeights
+) -> torch.Tensor:
+    """Return the mean confidence loss of (P,) confidences given their (P, 2) flow errors."""
+    if weights.confidence_loss == "bce":
+        inlier = (error.norm(dim=1) < weights.confidence_tolerance_px).float()
+        c = confidence.clamp(1e-6, 1.0 - 1e-6)
+        return F.binary_cross_entropy(c, inlier)
+    per_pixel = error.sum(dim=1)
+    z = (per_pixel - per_pixel.mean()) / (per_pixel.std() + 1e-6)
+    k = weights.conf_k
+    term = confidence * torch.sigmoid(k * z) + (1.0 - confidence) * torch.sigmoid(-k * z)
+    return term.mean()
+
+
+def feature_nce_loss(
+    bev: torch.Tensor, satellite: torch.Tensor, mask: torch.Tensor, shift_u_m: torch.Tensor,
+    shift_v_m: torch.Tensor, yaw_deg: torch.Tensor, cell_m: torch.Tensor, turns: int,
+    temperature: float,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Return the dense InfoNCE loss of BEV against satellite features, and its accuracy.
+
+    ``bev``/``satellite`` (B, C, A, A) and ``mask`` (B, 1, A, A) in the preset's native layout;
+    ``cell_m`` (B,) the feature cell size. Each visible cell whose true satellite cell lies
+    inside the grid is a query; its target is bilinear over the four cells around the true
+    position. ``nce_acc`` is the fraction of queries whose best match is within one cell.
+    """
+    bev, satellite = from_native(bev, turns), from_native(satellite, turns)
+    mask = from_native(mask.float(), turns) > 0.5
+    b, c, a, _ = bev.shape
+    flow = analytic_flow(shift_u_m, shift_v_m, yaw_deg, a, cell_m).to(bev.device)
+    idx = torch.arange(a, device=bev.device, dtype=torch.float32)
+    gv, gu = torch.meshgrid(idx, idx, indexing="ij")
+    tu = (gu + flow[:, 0]).reshape(b, -1)
+    tv = (gv + flow[:, 1]).reshape(b, -1)
+    valid = mask.reshape(b, -1) & (tu >= 0) & (tu <= a - 1) & (tv >= 0) & (tv <= a - 1)
+    if int(valid.sum()) == 0:
+        return bev.sum() * 0.0, {"nce_acc": float("nan")}
+    f1 = F.normalize(bev.float().reshape(b, c, -1), dim=1)
+    f2 = F.normalize(satellite.float().reshape(b, c, -1), dim=1)
+    logp = torch.log_softmax(torch.bmm(f1.transpose(1, 2), f2) / temperature, dim=-1)
+    u0, v0 = tu.clamp(0, a - 1).floor(), tv.clamp(0, a - 1).floor()
+    fu, fv = tu.clamp(0, a - 1) - u0, tv.clamp(0, a - 1) - v0
+    loss = bev.new_zeros((), dtype=torch.float32)
+    for du, dv, w in ((0, 0, (1 - fu) * (1 - fv)), (1, 0, fu * (1 - fv)),
+                      (0, 1, (1 - fu) * fv), (1, 1, fu * fv)):
+        cell = ((v0 + dv).clamp(max=a - 1) * a + (u0 + du).clamp(max=a - 1)).long()
+        loss = loss - (w * logp.gather(2, cell.unsqueeze(-1))[..., 0])[valid].sum()
+    loss = loss / valid.sum()
+    with torch.no_grad():
+        best = logp.argmax(dim=-1)
+        hit = ((best % a).float() - tu).abs().le(1.0) & ((best // a).float() - tv).abs().le(1.0)
+        acc = float(hit[valid].float().mean())
+    return loss, {"nce_acc": acc}
 
 
 def pose_loss(
@@ -89,8 +156,18 @@ def pose_loss(
 
 def total_loss(
     out: object, batch: dict[str, torch.Tensor], weights: LossWeights, with_pose: bool,
+    turns: int = 0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Combine the losses for one training forward's output and its batch."""
+    """Combine the losses for one training forward's output and its batch.
+
+    A ``features_only`` forward (:class:`denseflow_ros.model.DenseFlowFeatures`) gets the
+    contrastive term alone; ``turns`` is the preset's native layout.
+    """
+    if not hasattr(out, "flows"):
+        loss, metrics = _nce(out.bev, out.satellite, out.mask, batch, turns,  # type: ignore
+                             weights)
+        metrics["loss"] = float(loss.detach())
+        return loss, metrics
     size = out.flows[-1].shape[-1]  # type: ignore[attr-defined]
     gt = ground_truth_flow(
         batch["shift_u_m"], batch["shift_v_m"], batch["yaw_deg"], size, batch["mpp"],
@@ -100,6 +177,11 @@ def total_loss(
         out.flows, out.confidences, gt, out.mask, weights  # type: ignore[attr-defined]
     )
     metrics["flow_loss"] = float(loss.detach())
+    if weights.nce_weight > 0 and getattr(out, "bev_features", None) is not None:
+        nce, nce_metrics = _nce(out.bev_features, out.satellite_features,  # type: ignore
+                                out.feature_mask, batch, turns, weights)  # type: ignore
+        metrics.update(nce_metrics)
+        loss = loss + weights.nce_weight * nce
     if with_pose:
         p = pose_loss(
             out.shift_u_m, out.shift_v_m, out.yaw_deg,  # type: ignore[attr-defined]
@@ -108,4 +190,18 @@ def total_loss(
         metrics["pose_loss"] = float(p.detach())
         loss = loss + p
     metrics["loss"] = float(loss.detach())
+    return loss, metrics
+
+
+def _nce(
+    bev: torch.Tensor, satellite: torch.Tensor, mask: torch.Tensor,
+    batch: dict[str, torch.Tensor], turns: int, weights: LossWeights,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    size = batch["satellite"].shape[-1]
+    cell_m = batch["mpp"].float() * (size / bev.shape[-1])
+    loss, metrics = feature_nce_loss(
+        bev, satellite, mask, batch["shift_u_m"], batch["shift_v_m"], batch["yaw_deg"], cell_m,
+        turns, weights.nce_temperature,
+    )
+    metrics["nce_loss"] = float(loss.detach())
     return loss, metrics

@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import itertools
 import logging
 import math
+import os
 import random
 import sys
 import time
@@ -68,6 +70,36 @@ class SkipSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return max(0, len(self.inner) - self.skip)
+
+
+# Config fields that may change between a run and its resumption: where and how it runs.
+RESUMABLE_CHANGES = frozenset({
+    "resume", "max_steps", "num_workers", "device", "log_every", "out", "export",
+    "val_batch_size", "save_every",
+})
+# Consecutive non-finite losses after which a run stops instead of skipping the batch.
+MAX_NONFINITE_STEPS = 10
+
+
+def write_state(path: Path, payload: dict[str, Any]) -> None:
+    """Write a training state atomically and durably: a crash leaves the old or the new one."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        torch.save(payload, f)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def config_changes(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Return the fields whose values differ between a saved and the current config."""
+    keys = (set(saved) | set(current)) - RESUMABLE_CHANGES
+    return sorted(k for k in keys if saved.get(k) != current.get(k))
 
 
 def _rng_state() -> dict[str, Any]:
@@ -137,6 +169,14 @@ def build_model(cfg: TrainConfig) -> DenseFlow:
         LOG.info("initialised from %s (%d authors' keys unused)", cfg.init_checkpoint,
                  len(dropped))
     return net
+
+
+def loss_weights(cfg: TrainConfig) -> LossWeights:
+    """Return the loss coefficients a config sets, field by field."""
+    if cfg.confidence_loss not in ("paper", "bce"):
+        raise ValueError(f"confidence_loss must be paper or bce, not {cfg.confidence_loss!r}")
+    names = [f.name for f in dataclasses.fields(LossWeights)]
+    return LossWeights(**{name: getattr(cfg, name) for name in names})
 
 
 def _export(net: DenseFlow, path: Path, half: bool, **metadata: Any) -> None:
@@ -214,6 +254,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         state = torch.load(state_path, map_location="cpu", weights_only=True)
         if state.get("format") != STATE_FORMAT:
             raise ValueError(f"{state_path} is not a training state file")
+        changed = config_changes(state.get("config", {}), to_dict(cfg))
+        if changed:
+            raise ValueError(f"--resume: {state_path} was trained with other values of "
+                             f"{', '.join(changed)}; resume with the same config")
         net.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -228,8 +272,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         model = DistributedDataParallel(
             net, device_ids=[device.index] if device.type == "cuda" else None
         )
-    weights = LossWeights(cfg.gamma, cfg.conf_weight, cfg.conf_k, cfg.pose_weight, cfg.pose_u,
-                          cfg.pose_v, cfg.pose_yaw)
+    weights = loss_weights(cfg)
     writer = _tensorboard(out, info.is_main)
 
     def save_state() -> None:
@@ -241,14 +284,13 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             "epoch": epoch, "epoch_step": epoch_step, "best": best, "rng": _rng_state(),
             "config": to_dict(cfg),
         }
-        tmp = state_path.with_name("last.pt.tmp")
-        torch.save(payload, tmp)
-        tmp.replace(state_path)
+        write_state(state_path, payload)
 
     stop_at = total_steps if cfg.max_steps is None else min(total_steps, cfg.max_steps)
     val_results: dict | None = None
     history: list[dict[str, float]] = []
     started = time.monotonic()
+    step0, data_wait, nonfinite = step, 0.0, 0
     model.train()
     while step < stop_at and epoch < epochs:
         train_set.set_epoch(epoch)
@@ -269,31 +311,52 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         while epoch_step < steps_per_epoch and step < stop_at:
             opt.zero_grad(set_to_none=True)
             logs: dict[str, float] = {}
+            features_only = step < cfg.nce_warmup_steps
             for micro in range(cfg.grad_accum):
+                waited = time.monotonic()
                 batch = to_device(next(batches), device)
+                data_wait += time.monotonic() - waited
                 sync = micro == cfg.grad_accum - 1 or info.world == 1
                 ctx = model.no_sync() if not sync else contextlib.nullcontext()
                 with ctx:
                     with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                        out_ = forward(model, batch)
-                    loss, logs = total_loss(out_, batch, weights, with_pose)
+                        out_ = forward(model, batch, features_only)
+                    loss, logs = total_loss(out_, batch, weights,
+                                            with_pose and not features_only,
+                                            net.config.native_turns)
                     scaler.scale(loss / cfg.grad_accum).backward()
             scaler.unscale_(opt)
             grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.clip_grad)
-            scaler.step(opt)
+            if math.isfinite(logs["loss"]) and math.isfinite(float(grad_norm)):
+                scaler.step(opt)
+                nonfinite = 0
+            else:
+                # A batch that yields NaN or infinity is skipped, never learned from.
+                nonfinite += 1
+                LOG.warning("step %d: non-finite loss or gradient, batch skipped (%d in a "
+                            "row)", step, nonfinite)
+                if nonfinite >= MAX_NONFINITE_STEPS:
+                    raise RuntimeError(f"{nonfinite} non-finite steps in a row at step {step}: "
+                                       "lower the learning rate or check the data")
             scaler.update()
             sched.step()
             step += 1
             epoch_step += 1
+            if cfg.save_every and step % cfg.save_every == 0 and epoch_step < steps_per_epoch:
+                save_state()
             history.append(dict(logs))
             if progress is not None:
                 progress.update(1)
-                progress.set_postfix(loss=f"{logs['loss']:.3f}", epe=f"{logs['epe']:.2f}")
+                progress.set_postfix(loss=f"{logs['loss']:.3f}",
+                                     epe=f"{logs.get('epe', math.nan):.2f}")
             if step % cfg.log_every == 0 or step == stop_at:
-                LOG.info("step %d epoch %d loss %.4f flow %.4f pose %s epe %.3f px lr %.3g "
-                         "grad %.3f", step, epoch, logs["loss"], logs["flow_loss"],
-                         f"{logs['pose_loss']:.4f}" if "pose_loss" in logs else "-",
-                         logs["epe"], sched.get_last_lr()[0], float(grad_norm))
+                elapsed = time.monotonic() - started
+                LOG.info("step %d epoch %d loss %.4f flow %s pose %s epe %s px nce %s acc %s "
+                         "lr %.3g grad %.3f; %.2f s/step, waiting for data %.0f %%", step,
+                         epoch, logs["loss"], _fmt(logs, "flow_loss"), _fmt(logs, "pose_loss"),
+                         _fmt(logs, "epe"), _fmt(logs, "nce_loss"), _fmt(logs, "nce_acc"),
+                         sched.get_last_lr()[0], float(grad_norm), elapsed / (step - step0),
+                         100.0 * data_wait / max(elapsed, 1e-9))
                 if writer is not None:
                     for key, value in logs.items():
                         writer.add_scalar(f"train/{key}", value, step)
@@ -339,6 +402,16 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             chosen = out / "best.pt" if (out / "best.pt").is_file() else out / "model.pt"
             final = load_model(chosen)
             meta = dict(read_checkpoint(chosen).get("metadata", {}))
+            if val_set is not None:
+                from training.calibrate import fit_on
+
+                calibration, before, after = fit_on(final, val_set, device,
+                                                    cfg.val_batch_size or cfg.batch_size,
+                                                    cfg.num_workers, cfg.val_limit)
+                meta["covariance_calibration"] = calibration
+                LOG.info("covariance calibration on %s: %s; position NEES mean %.2f -> %.2f",
+                         cfg.val_split, calibration, before["position_nees_mean"],
+                         after["position_nees_mean"])
             Path(cfg.export).parent.mkdir(parents=True, exist_ok=True)
             _export(final, Path(cfg.export), True, **{**meta, "source": chosen.name})
             LOG.info("exported %s as float16 to %s", chosen.name, cfg.export)
@@ -350,6 +423,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         dist.barrier()
     return {"step": step, "epoch": epoch, "finished": finished, "best": best,
             "validation": val_results, "history": history}
+
+
+def _fmt(logs: dict[str, float], key: str) -> str:
+    return f"{logs[key]:.4f}" if key in logs else "-"
 
 
 def main(argv: list[str] | None = None) -> int:
