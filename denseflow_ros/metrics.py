@@ -10,9 +10,16 @@ below 1/3/5 m and of yaw error below 1/3/5 degrees. The same summary is computed
 
 The one results schema, used by ``training.evaluate``, the bag evaluation and the demo::
 
-    {"samples": N, "prior": M, "estimate": M}
-    M = {"distance_mean_m", "distance_median_m", "lateral_recall", "longitudinal_recall",
-         "distance_recall", "yaw_mean_deg", "yaw_median_deg", "yaw_recall"}
+    {"samples": N, "prior": M, "estimate": M[, "baseline": M][, "consistency": C]}
+    M = {"distance_mean_m", "distance_median_m", "lateral_median_m", "longitudinal_median_m",
+         "lateral_recall", "longitudinal_recall", "distance_recall", "yaw_mean_deg",
+         "yaw_median_deg", "yaw_recall"}
+
+``baseline`` is the classical matcher (:mod:`denseflow_ros.baseline`) where it was run;
+``consistency`` checks the estimate's covariance against its errors (:func:`consistency`)::
+
+    C = {"position_nees_mean", "position_nees_median", "yaw_nees_mean", "yaw_nees_median",
+         "inside_1sigma", "inside_2sigma", "inside_95"}
 
 with each recall a map from threshold ("1", "3", "5") to a fraction in [0, 1].
 """
@@ -34,6 +41,8 @@ THRESHOLDS: tuple[int, ...] = (1, 3, 5)
 SUMMARY_KEYS: tuple[str, ...] = (
     "distance_mean_m",
     "distance_median_m",
+    "lateral_median_m",
+    "longitudinal_median_m",
     "lateral_recall",
     "longitudinal_recall",
     "distance_recall",
@@ -41,6 +50,19 @@ SUMMARY_KEYS: tuple[str, ...] = (
     "yaw_median_deg",
     "yaw_recall",
 )
+
+#: The keys of a consistency summary.
+CONSISTENCY_KEYS: tuple[str, ...] = (
+    "position_nees_mean",
+    "position_nees_median",
+    "yaw_nees_mean",
+    "yaw_nees_median",
+    "inside_1sigma",
+    "inside_2sigma",
+    "inside_95",
+)
+# The 95 % quantile of the chi-square distribution with two degrees of freedom.
+CHI2_2DOF_95 = 5.991464547107979
 
 _RECALL_KEYS = ("lateral_recall", "longitudinal_recall", "distance_recall", "yaw_recall")
 
@@ -134,6 +156,8 @@ def summarize(
     return {
         "distance_mean_m": float(np.mean(distance)),
         "distance_median_m": float(np.median(distance)),
+        "lateral_median_m": float(np.median(lat)),
+        "longitudinal_median_m": float(np.median(lon)),
         "lateral_recall": _recall(lat),
         "longitudinal_recall": _recall(lon),
         "distance_recall": _recall(distance),
@@ -143,28 +167,71 @@ def summarize(
     }
 
 
-def results(prior: Mapping[str, Any], estimate: Mapping[str, Any], samples: int) -> dict:
-    """Assemble the results document ``{"samples", "prior", "estimate"}``."""
-    for name, summary in (("prior", prior), ("estimate", estimate)):
+def results(prior: Mapping[str, Any], estimate: Mapping[str, Any], samples: int,
+            baseline: Mapping[str, Any] | None = None) -> dict:
+    """Assemble the results document ``{"samples", "prior", "estimate"[, "baseline"]}``."""
+    parts = {"prior": prior, "estimate": estimate}
+    if baseline is not None:
+        parts["baseline"] = baseline
+    for name, summary in parts.items():
         missing = [k for k in SUMMARY_KEYS if k not in summary]
         if missing:
             raise ValueError(f"{name} summary lacks {', '.join(missing)}.")
     if int(samples) < 0:
         raise ValueError(f"samples must be non-negative, got {samples}.")
+    doc: dict[str, Any] = {"samples": int(samples)}
+    for name, summary in parts.items():
+        doc[name] = {k: summary[k] for k in SUMMARY_KEYS}
+    return doc
+
+
+def consistency(
+    position_error: ArrayLike, position_cov: ArrayLike, yaw_error_rad: ArrayLike,
+    yaw_var_rad2: ArrayLike,
+) -> dict[str, float]:
+    """Return how well covariances describe errors (the ``C`` of the schema).
+
+    ``position_error`` (N, 2) and ``position_cov`` (N, 2, 2) in any one planar frame per
+    sample, ``yaw_error_rad`` and ``yaw_var_rad2`` (N,). The position NEES ``e^T S^-1 e`` of
+    a consistent estimator averages 2 (yaw: 1); ``inside_1sigma``/``inside_2sigma`` count
+    NEES <= 1 and <= 4 (39 % and 86 % for a consistent one), ``inside_95`` NEES <= 5.99.
+    """
+    e = np.asarray(position_error, dtype=np.float64).reshape(-1, 2)
+    cov = np.asarray(position_cov, dtype=np.float64).reshape(-1, 2, 2)
+    dyaw = np.asarray(yaw_error_rad, dtype=np.float64).ravel()
+    var = np.asarray(yaw_var_rad2, dtype=np.float64).ravel()
+    if not (len(e) == len(cov) == len(dyaw) == len(var)) or len(e) == 0:
+        raise ValueError("consistency needs the same non-zero number of errors and covariances.")
+    nees = np.einsum("ni,nij,nj->n", e, np.linalg.inv(cov), e)
+    yaw_nees = dyaw**2 / var
+    if not (np.isfinite(nees).all() and np.isfinite(yaw_nees).all()):
+        raise ValueError("consistency: a covariance is singular or not finite.")
     return {
-        "samples": int(samples),
-        "prior": {k: prior[k] for k in SUMMARY_KEYS},
-        "estimate": {k: estimate[k] for k in SUMMARY_KEYS},
+        "position_nees_mean": float(nees.mean()),
+        "position_nees_median": float(np.median(nees)),
+        "yaw_nees_mean": float(yaw_nees.mean()),
+        "yaw_nees_median": float(np.median(yaw_nees)),
+        "inside_1sigma": float(np.mean(nees <= 1.0)),
+        "inside_2sigma": float(np.mean(nees <= 4.0)),
+        "inside_95": float(np.mean(nees <= CHI2_2DOF_95)),
     }
 
 
 def validate_results(doc: Mapping[str, Any]) -> None:
     """Raise ``ValueError`` unless ``doc`` follows the results schema exactly."""
-    if set(doc) != {"samples", "prior", "estimate"}:
-        raise ValueError(f"results keys must be samples, prior, estimate; got {sorted(doc)}.")
+    required = {"samples", "prior", "estimate"}
+    if not required <= set(doc) or set(doc) - required - {"baseline", "consistency"}:
+        raise ValueError("results keys must be samples, prior, estimate and optionally "
+                         f"baseline and consistency; got {sorted(doc)}.")
+    if "consistency" in doc:
+        c = doc["consistency"]
+        if set(c) != set(CONSISTENCY_KEYS) or not all(
+                math.isfinite(float(v)) and float(v) >= 0.0 for v in c.values()):
+            raise ValueError(f"consistency keys must be {', '.join(CONSISTENCY_KEYS)}, each a "
+                             "finite non-negative number.")
     if not isinstance(doc["samples"], int) or doc["samples"] < 0:
         raise ValueError("samples must be a non-negative integer.")
-    for name in ("prior", "estimate"):
+    for name in [k for k in ("prior", "estimate", "baseline") if k in doc]:
         summary = doc[name]
         if set(summary) != set(SUMMARY_KEYS):
             raise ValueError(f"{name} keys must be {', '.join(SUMMARY_KEYS)}.")
@@ -182,33 +249,41 @@ def validate_results(doc: Mapping[str, Any]) -> None:
 def evaluate_errors(
     prior_errors: tuple[ArrayLike, ArrayLike, ArrayLike],
     estimate_errors: tuple[ArrayLike, ArrayLike, ArrayLike],
+    baseline_errors: tuple[ArrayLike, ArrayLike, ArrayLike] | None = None,
 ) -> dict:
-    """Summarize prior and estimate errors (each from ``pose_errors``) into one document."""
+    """Summarize prior, estimate (and baseline) errors, each from ``pose_errors``."""
     prior = summarize(*prior_errors)
     estimate = summarize(*estimate_errors)
-    return results(prior, estimate, int(np.asarray(estimate_errors[0]).size))
+    baseline = None if baseline_errors is None else summarize(*baseline_errors)
+    return results(prior, estimate, int(np.asarray(estimate_errors[0]).size), baseline)
 
 
 def format_table(doc: Mapping[str, Any]) -> str:
-    """Render a results document as a plain-text table, prior beside estimate."""
-    rows: list[tuple[str, str, str]] = []
+    """Render a results document as a plain-text table: prior, estimate (and baseline)."""
+    columns = [c for c in ("prior", "estimate", "baseline") if c in doc]
+    rows: list[tuple[str, list[str]]] = []
 
     def fmt(value: float, percent: bool) -> str:
         return f"{100.0 * value:6.2f} %" if percent else f"{value:8.3f}"
 
     for key in SUMMARY_KEYS:
-        p, e = doc["prior"][key], doc["estimate"][key]
         if key in _RECALL_KEYS:
             unit = "deg" if key == "yaw_recall" else "m"
             label = key.replace("_recall", " recall")
             for t in THRESHOLDS:
-                rows.append((f"{label} < {t} {unit}", fmt(p[str(t)], True), fmt(e[str(t)], True)))
+                rows.append((f"{label} < {t} {unit}",
+                             [fmt(doc[c][key][str(t)], True) for c in columns]))
         else:
-            rows.append((key, fmt(p, False), fmt(e, False)))
+            rows.append((key, [fmt(doc[c][key], False) for c in columns]))
     width = max(len(r[0]) for r in rows)
-    lines = [f"samples: {doc['samples']}", f"{'metric':<{width}}  {'prior':>9}  {'estimate':>9}"]
-    lines.append("-" * len(lines[1]))
-    lines += [f"{name:<{width}}  {p:>9}  {e:>9}" for name, p, e in rows]
+    header = f"{'metric':<{width}}" + "".join(f"  {c:>9}" for c in columns)
+    lines = [f"samples: {doc['samples']}", header, "-" * len(header)]
+    lines += [f"{name:<{width}}" + "".join(f"  {v:>9}" for v in values)
+              for name, values in rows]
+    if "consistency" in doc:
+        lines += ["", "covariance consistency of the estimate (ideal: NEES mean 2 / yaw 1, "
+                  "39 / 86 / 95 % inside):"]
+        lines += [f"  {k:<{width}}  {doc['consistency'][k]:9.3f}" for k in CONSISTENCY_KEYS]
     return "\n".join(lines)
 
 

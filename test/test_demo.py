@@ -78,9 +78,10 @@ def test_short_run_writes_summary_plots_and_scores_the_drive(short_run, work_dir
     proc, out = short_run
     assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
     summary = json.loads((out / "summary.json").read_text())
-    assert set(summary) == {"samples", "prior", "estimate", "accepted_fraction",
+    assert set(summary) == {"samples", "prior", "estimate", "baseline", "accepted_fraction",
                             "latency_ms_median"}
-    metrics.validate_results({k: summary[k] for k in ("samples", "prior", "estimate")})
+    metrics.validate_results({k: summary[k] for k in ("samples", "prior", "estimate",
+                                                      "baseline")})
     assert 1 <= summary["samples"] <= FRAMES
     assert summary["accepted_fraction"] == pytest.approx(summary["samples"] / FRAMES)
 
@@ -115,7 +116,11 @@ def test_short_run_writes_summary_plots_and_scores_the_drive(short_run, work_dir
 
     # Prior and estimate side by side, with the demo's own rows.
     table = proc.stdout
-    assert re.search(r"distance_median_m\s+[\d.]+\s+[\d.]+", table), table
+    assert re.search(r"distance_median_m\s+[\d.]+\s+[\d.]+\s+[\d.]+", table), table
+    assert re.search(r"metric\s+prior\s+estimate\s+baseline", table), table
+    # The classical column scores every frame from the same priors: on these frames the
+    # matcher, which sees the whole road at full resolution, improves on the prior.
+    assert summary["baseline"]["distance_median_m"] < summary["prior"]["distance_median_m"]
     assert re.search(r"accepted fraction\s+100\.00 %\s+[\d.]+ %", table), table
     assert "targets:" in table
     assert f"node: {FRAMES} of {FRAMES} images received, {summary['samples']} accepted" in table

@@ -78,6 +78,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="node parameters and scenario (default: config/demo.yaml)")
     parser.add_argument("--world-size-m", type=float, default=None,
                         help="side of the town (default: the config's; smaller is faster)")
+    parser.add_argument("--no-baseline", action="store_true",
+                        help="skip the classical NCC column (about 0.25 s per frame)")
 
 
 # -- scenario ------------------------------------------------------------------------------
@@ -545,7 +547,8 @@ def report(doc: dict, accepted: float, latency_ms: float) -> str:
     from denseflow_ros import metrics
 
     table = metrics.format_table(doc).splitlines()
-    width = len(table[1]) - len(f"  {'prior':>9}  {'estimate':>9}")
+    columns = [c for c in ("prior", "estimate", "baseline") if c in doc]
+    width = len(table[1]) - 11 * len(columns)
     lat = f"{latency_ms:8.1f}" if latency_ms == latency_ms else "     nan"
     table += [f"{'accepted fraction':<{width}}  {'100.00 %':>9}  {100 * accepted:6.2f} %",
               f"{'latency median (ms)':<{width}}  {'-':>9}  {lat:>9}"]
@@ -554,9 +557,20 @@ def report(doc: dict, accepted: float, latency_ms: float) -> str:
         (e["distance_median_m"] <= p["distance_median_m"] / 3.0,
          f"median position error {e['distance_median_m']:.2f} m <= a third of the prior's "
          f"{p['distance_median_m']:.2f} m"),
+        (e["longitudinal_median_m"] <= p["longitudinal_median_m"] / 2.0,
+         f"median along-road error {e['longitudinal_median_m']:.2f} m <= half the prior's "
+         f"{p['longitudinal_median_m']:.2f} m"),
+        (e["lateral_median_m"] < p["lateral_median_m"],
+         f"median cross-road error {e['lateral_median_m']:.2f} m < the prior's "
+         f"{p['lateral_median_m']:.2f} m"),
         (e["yaw_median_deg"] < 1.0, f"median yaw error {e['yaw_median_deg']:.2f} deg < 1 deg"),
         (accepted >= 0.9, f"accepted {100 * accepted:.1f} % of frames >= 90 %"),
     ]
+    if "baseline" in doc:
+        b = doc["baseline"]
+        checks.insert(1, (e["distance_median_m"] <= b["distance_median_m"],
+                          f"median position error {e['distance_median_m']:.2f} m <= the NCC "
+                          f"baseline's {b['distance_median_m']:.2f} m"))
     table += ["", "targets:"] + [f"  [{'met' if ok else 'MISSED'}] {text}"
                                  for ok, text in checks]
     return "\n".join(table)
@@ -614,6 +628,13 @@ def run(args: argparse.Namespace) -> dict:
     from denseflow_ros import metrics
     from denseflow_ros.tools.evaluate import write_csv
 
+    if not args.no_baseline:
+        from denseflow_ros.localizer import InputGeometry
+        from denseflow_ros.model import load_model
+        from denseflow_ros.tools.demo_baseline import localize_drive
+
+        geometry = InputGeometry.from_preset(load_model(model).config)
+        doc["baseline"] = localize_drive(files, geometry, progress=_progress_enabled())
     metrics.validate_results(doc)
     accepted = doc["samples"] / frames
     import numpy as np

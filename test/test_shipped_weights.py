@@ -1,0 +1,50 @@
+# Copyright 2026 The denseflow_ros Authors
+# SPDX-License-Identifier: Apache-2.0
+"""The bundled demo network localizes on a town it never saw in training or selection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from denseflow_ros.model import load_model
+from training.datasets.common import CropOptions
+from training.datasets.simulated import SimulatedTowns
+
+BUNDLED = Path(__file__).resolve().parents[1] / "denseflow_ros" / "resources" / "demo_lite.pt"
+# Neither a training town (1000-1015) nor a validation town (2000, 2001) of the bundled run.
+HELD_OUT_TOWN = 4321
+FRAMES = 12
+
+
+@pytest.fixture(scope="module")
+def predictions(tmp_path_factory: pytest.TempPathFactory) -> dict[str, np.ndarray]:
+    net = load_model(BUNDLED)
+    cfg = net.config
+    opts = CropOptions(ground_size=tuple(cfg.ground_size), satellite_size=cfg.satellite_size,
+                       satellite_mpp=cfg.satellite_mpp, shift_range_lon_m=10.0,
+                       shift_range_lat_m=10.0, rotation_range_deg=5.0)
+    ds = SimulatedTowns(tmp_path_factory.mktemp("towns"), "test", opts,
+                        towns={"test": [HELD_OUT_TOWN]}, samples={"test": FRAMES},
+                        world_size_m=400.0)
+    batch = [ds[i] for i in range(FRAMES)]
+
+    def stack(key: str) -> torch.Tensor:
+        return torch.stack([s[key] for s in batch])
+
+    out = net(stack("ground"), stack("satellite"), stack("intrinsics"))
+    return {"true": torch.stack([stack("shift_u_m"), stack("shift_v_m")], 1).numpy(),
+            "est": torch.stack([out.shift_u_m, out.shift_v_m], 1).numpy(),
+            "true_yaw": stack("yaw_deg").numpy(), "est_yaw": out.yaw_deg.numpy(),
+            "covariance": out.covariance.numpy()}
+
+
+def test_bundled_network_beats_the_prior_on_a_held_out_town(predictions: dict) -> None:
+    err = np.linalg.norm(predictions["est"] - predictions["true"], axis=1)
+    prior = np.linalg.norm(predictions["true"], axis=1)
+    assert err.mean() < 0.6 * prior.mean(), (err, prior)
+    yaw_err = np.abs(predictions["est_yaw"] - predictions["true_yaw"])
+    assert np.median(yaw_err) < np.median(np.abs(predictions["true_yaw"]))
