@@ -190,6 +190,18 @@ def _rot(a: float) -> np.ndarray:
     return np.array([[c, -s], [s, c]])
 
 
+def is_positive_definite(cov: np.ndarray) -> bool:
+    """Return whether a square matrix is finite, symmetric and positive definite."""
+    cov = np.asarray(cov, dtype=np.float64)
+    if not np.all(np.isfinite(cov)) or not np.allclose(cov, cov.T, rtol=1e-6, atol=1e-9):
+        return False
+    try:
+        np.linalg.cholesky(cov)
+    except np.linalg.LinAlgError:
+        return False
+    return True
+
+
 def wrap_angle(a: float) -> float:
     """Wrap an angle to [-pi, pi)."""
     return (a + math.pi) % (2.0 * math.pi) - math.pi
@@ -382,7 +394,10 @@ class Localizer:
                 )
             crops.append(crop)
         out = self.run_network(ground, np.stack([c.image for c in crops]), k)
-        best = int(np.argmax(out["confidence"])) if len(headings) > 1 else 0
+        # A NaN confidence must not win the search (argmax would pick it).
+        scores = np.asarray(out["confidence"], dtype=np.float64)
+        best = int(np.argmax(np.where(np.isfinite(scores), scores, -np.inf))) \
+            if len(headings) > 1 else 0
         heading, crop = headings[best], crops[best]
 
         su, sv = float(out["shift_u_m"][best]), float(out["shift_v_m"][best])
@@ -417,15 +432,18 @@ class Localizer:
 
         # Gate in ENU around the prior's base_link (the fix's uncertainty plus a floor).
         delta = base_en - prior_base_en
+        # A covariance that is not positive definite would make the distance negative (the
+        # gate then passes anything) or singular: it is treated as unknown (10 m).
         sigma = np.asarray(prior.position_cov_en, dtype=np.float64).reshape(2, 2)
-        if not np.all(np.isfinite(sigma)):
+        sigma = 0.5 * (sigma + sigma.T)
+        if not is_positive_definite(sigma):
             sigma = np.eye(2) * 100.0
         sigma = sigma + np.eye(2) * th.gate_floor_m ** 2
         gate = float(math.sqrt(max(0.0, delta @ np.linalg.solve(sigma, delta))))
         confidence = float(out["confidence"][best])
 
         rejection = None
-        if confidence < th.min_confidence:
+        if not confidence >= th.min_confidence:  # NaN included
             rejection = "low_confidence"
         elif th.gate_sigma > 0 and gate > th.gate_sigma:
             rejection = "outside_gate"

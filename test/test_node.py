@@ -56,7 +56,7 @@ def _frame(client: Client, t: float, heading: float | None = 0.3, image: np.ndar
     client.send_prior(t, lat, lon, heading)
     if camera_info:
         client.send_camera_info(intrinsics(W, H), W, H)
-    client.spin(0.15)
+    client.wait_inputs()
     client.send_image(t, _texture(int(abs(t))) if image is None else image, encoding)
 
 
@@ -78,9 +78,6 @@ def test_node_publishes_poses_and_survives_bad_input(
     client = Client(ros_domain)
     try:
         client.wait_for_node(proc)
-        k = intrinsics(W, H)
-        client.send_camera_info(k, W, H)
-        client.spin(0.2)
         _frame(client, 100.0)
         _expect_pose(client, 1)
         pose = client.poses[0]
@@ -107,16 +104,16 @@ def test_node_publishes_poses_and_survives_bad_input(
         bad_images.append(yuv)
         for i, msg in enumerate(bad_images):
             client.send_prior(t, LAT0, LON0, 0.3)
-            client.spin(0.15)
+            client.wait_inputs()
             msg.header.stamp = client.stamp(t)
-            client.pub_image.publish(msg)
+            client.publish("image", msg)
             _expect_rejected(client, "bad_image", i + 1)
             t += 1.0
         _frame(client, t)
         _expect_pose(client, 2)
 
         # A camera_info of zeros is rejected; the last good one stays in use.
-        client.pub_info.publish(CameraInfo(width=W, height=H))
+        client.publish("camera_info", CameraInfo(width=W, height=H))
         _expect_rejected(client, "bad_camera_info")
         t += 1.0
         _frame(client, t, camera_info=False)
@@ -127,12 +124,15 @@ def test_node_publishes_poses_and_survives_bad_input(
         client.send_prior(t, float("nan"), LON0, 0.3)
         client.send_prior(t, LAT0, LON0, 0.3, status=-1)
         client.send_prior(t, 123.0, LON0, 0.3)
-        client.spin(0.15)
+        client.wait_inputs()
         client.send_image(t, _texture(3))
         _expect_rejected(client, "no_fix")
-        assert int(client.diag().get("rejected_fix_nan", 0)) == 1
-        assert int(client.diag().get("rejected_no_fix", 0)) >= 1
-        assert int(client.diag().get("rejected_fix_out_of_range", 0)) == 1
+        # Each unusable fix message is counted by its own reason; the frame left without a
+        # fix once, as a frame.
+        assert client.counter("rejected_fix_nan") == 1
+        assert client.counter("rejected_fix_no_fix") == 1
+        assert client.counter("rejected_fix_out_of_range") == 1
+        assert client.counter("rejected_no_fix") == 1
         # A fix far outside the tile cache.
         t += 1.0
         _frame(client, t, lat=move(LAT0, LON0, 0.0, 9000.0)[0])
@@ -140,7 +140,7 @@ def test_node_publishes_poses_and_survives_bad_input(
         # No heading within max_heading_age_s.
         t += 1.0
         client.send_prior(t, LAT0, LON0, None)
-        client.spin(0.15)
+        client.wait_inputs()
         client.send_image(t, _texture(4))
         _expect_rejected(client, "no_heading")
         # The clock jumps back an hour: counted, then frames on the new clock work.
@@ -159,15 +159,16 @@ def test_node_publishes_poses_and_survives_bad_input(
         burst = [t + 1.0 + i for i in range(5)]
         for tb in burst:
             client.send_prior(tb, LAT0, LON0, 0.3)
-            client.spin(0.05)
+        client.wait_inputs()
         for tb in burst:
             client.send_image(tb, _texture(7))
         assert client.spin(30.0, lambda: client.poses[-1].header.stamp.sec == int(burst[-1])), \
             f"stamps {[p.header.stamp.sec for p in client.poses]}; {client.diag()}"
-        client.spin(1.0)
-        assert 6 <= len(client.poses) < 5 + len(burst)
-        assert client.wait_diag("dropped_stale", 1)
-        accepted = len(client.poses)
+        client.wait_idle()
+        accepted = client.counter("accepted")
+        assert client.spin(10.0, lambda: len(client.poses) == accepted)
+        assert 6 <= accepted < 5 + len(burst)
+        assert client.counter("dropped_stale") == 5 + len(burst) - accepted
         diag = client.diag()
         assert diag["state"] == "active"
         assert diag["device"] == "cpu"
@@ -189,7 +190,7 @@ def test_image_before_its_fix_waits_for_it(
     try:
         client.wait_for_node(proc)
         client.send_camera_info(intrinsics(W, H), W, H)
-        client.spin(0.2)
+        client.wait_inputs()
         # No fix has ever arrived: the frame is rejected once the wait runs out.
         client.send_image(40.0, _texture(40))
         _expect_rejected(client, "no_fix")
@@ -200,7 +201,7 @@ def test_image_before_its_fix_waits_for_it(
         # fix is a second old (beyond max_fix_age_s): the frame waits for its own and pairs.
         for i, t in enumerate((41.0, 42.0)):
             client.send_image(t, _texture(int(t)))
-            client.spin(0.1)
+            assert client.wait_diag("waited_for_prior", 2 + i)
             client.send_prior(t, LAT0, LON0, 0.3)
             _expect_pose(client, i + 1)
             assert (client.poses[i].header.stamp.sec, client.poses[i].header.stamp.nanosec) \
@@ -212,16 +213,15 @@ def test_image_before_its_fix_waits_for_it(
         # replaces 44.0. The fix stamped 45.0 ends the wait of 43.0 without pairing it (two
         # seconds away), and 45.0 is localized.
         client.send_image(43.0, _texture(43))
-        client.spin(0.3)
+        assert client.wait_diag("waited_for_prior", 4)
         for t in (44.0, 45.0):
             client.send_image(t, _texture(int(t)))
-            client.spin(0.05)
-        client.spin(0.1)
+            client.wait_inputs()
         client.send_prior(45.0, LAT0, LON0, 0.3)
         _expect_pose(client, 3)
         _expect_rejected(client, "no_fix", 2)
-        assert client.wait_diag("dropped_stale", 1)
-        client.spin(1.0)
+        client.wait_idle()
+        assert client.spin(10.0, lambda: len(client.poses) == client.counter("accepted"))
         assert [p.header.stamp.sec for p in client.poses] == [41, 42, 45]
         diag = client.diag()
         assert int(diag["rejected_no_fix"]) == 2 and int(diag["dropped_stale"]) == 1
@@ -238,8 +238,6 @@ def test_runtime_parameters_apply_and_ranges_are_enforced(
     client = Client(ros_domain)
     try:
         client.wait_for_node(proc)
-        client.send_camera_info(intrinsics(W, H), W, H)
-        client.spin(0.2)
         _frame(client, 10.0)
         _expect_pose(client, 1)
 
@@ -270,8 +268,8 @@ def test_runtime_parameters_apply_and_ranges_are_enforced(
         from sensor_msgs.msg import Image
 
         debug: list = []
-        client.node.create_subscription(Image, f"{NODE}/debug/image", debug.append, 10)
-        client.spin(1.0)
+        sub = client.node.create_subscription(Image, f"{NODE}/debug/image", debug.append, 10)
+        assert client.spin(20.0, lambda: sub.get_publisher_count() > 0)
         _frame(client, 13.0)
         _expect_pose(client, 3)
         assert client.spin(10.0, lambda: len(debug) >= 1)
@@ -293,16 +291,16 @@ def test_compressed_images_and_garbage_data(
 
     def send(t: float, data: bytes) -> None:
         client.send_prior(t, LAT0, LON0, 0.3)
-        client.spin(0.15)
+        client.wait_inputs()
         msg = CompressedImage(format="png", data=data)
         msg.header.stamp = client.stamp(t)
-        client.pub_compressed.publish(msg)
+        client.publish("compressed", msg)
 
     try:
         client.wait_for_node(proc)
         assert client.pub_image.get_subscription_count() == 0
         client.send_camera_info(intrinsics(W, H), W, H)
-        client.spin(0.2)
+        client.wait_inputs()
         png = cv2.imencode(".png", _texture(5))[1].tobytes()
         send(20.0, png)
         _expect_pose(client, 1)
@@ -340,8 +338,6 @@ def test_lifecycle_transitions_without_autostart(
             assert call(change, ChangeState.Request(transition=Transition(id=tid))).success
         assert call(get, GetState.Request()).current_state.id == State.PRIMARY_STATE_ACTIVE
         client.wait_for_node(proc)
-        client.send_camera_info(intrinsics(W, H), W, H)
-        client.spin(0.2)
         _frame(client, 30.0)
         _expect_pose(client, 1)
         assert call(change, ChangeState.Request(

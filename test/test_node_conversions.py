@@ -100,19 +100,60 @@ def test_camera_info_checks() -> None:
         with pytest.raises(FrameError) as err:
             conv.camera_info_to_intrinsics(broken)
         assert err.value.reason == "bad_camera_info"
+    # A distortion vector of the wrong length for its model is refused once, here, instead
+    # of failing in OpenCV on every frame.
+    for model, d in (("plumb_bob", [-0.1, 0.01, 0.0]), ("rational_polynomial", [-0.1] * 5),
+                     ("", [-0.1] * 6), ("equidistant", [-0.1] * 4)):
+        good.distortion_model, good.d = model, d
+        with pytest.raises(FrameError, match="distortion") as err:
+            conv.camera_info_to_intrinsics(good)
+        assert err.value.reason == "bad_camera_info"
+    good.distortion_model, good.d = "rational_polynomial", [-0.1] * 8
+    assert conv.camera_info_to_intrinsics(good)[1].size == 8
+
+
+def test_rectified_images_use_p_and_no_distortion() -> None:
+    info = CameraInfo(width=640, height=480, distortion_model="plumb_bob")
+    info.k = [500.0, 0, 320, 0, 500, 240, 0, 0, 1]
+    info.d = [-0.3, 0.1, 0.0, 0.0, 0.0]
+    info.p = [480.0, 0, 310, 0, 0, 480, 235, 0, 0, 0, 1, 0]
+    k, d, _, _ = conv.camera_info_to_intrinsics(info, rectified=True)
+    assert d is None and k[0, 0] == 480 and k[1, 2] == 235
+    k, d, _, _ = conv.camera_info_to_intrinsics(info)
+    assert d is not None and k[0, 0] == 500
+
+
+def test_message_strings_are_escaped_and_bounded() -> None:
+    text = conv.printable("png\x1b[2J\nFAKE LOG LINE" * 100)
+    assert "\x1b" not in text and "\n" not in text and len(text) < 60
+    msg = CompressedImage(format="\x1b[31m" * 1000, data=b"not an image")
+    with pytest.raises(FrameError) as err:
+        conv.compressed_to_rgb(msg)
+    assert "\x1b" not in str(err.value) and len(str(err.value)) < 200
 
 
 def test_fix_checks_and_covariance() -> None:
     fix = NavSatFix(latitude=49.0, longitude=8.4)
     assert conv.fix_is_valid(fix) is None
     fix.status.status = -1
-    assert conv.fix_is_valid(fix) == "no_fix"
+    assert conv.fix_is_valid(fix) == "fix_no_fix"
     assert conv.fix_is_valid(NavSatFix(latitude=math.nan, longitude=8.4)) == "fix_nan"
     assert conv.fix_is_valid(NavSatFix(latitude=91.0, longitude=8.4)) == "fix_out_of_range"
-    assert np.allclose(conv.fix_covariance_en(NavSatFix(), 7.0), np.eye(2) * 49.0)
+    # Web Mercator tiles end at 85.0511 deg.
+    assert conv.fix_is_valid(NavSatFix(latitude=85.05, longitude=8.4)) is None
+    assert conv.fix_is_valid(NavSatFix(latitude=-85.06, longitude=8.4)) == "fix_out_of_range"
+    cov, usable = conv.fix_covariance_en(NavSatFix(), 7.0)
+    assert usable and np.allclose(cov, np.eye(2) * 49.0)
     known = NavSatFix(position_covariance=[4.0, 1, 0, 1, 9.0, 0, 0, 0, 16.0],
                       position_covariance_type=NavSatFix.COVARIANCE_TYPE_KNOWN)
-    assert np.allclose(conv.fix_covariance_en(known, 7.0), [[4, 1], [1, 9]])
+    cov, usable = conv.fix_covariance_en(known, 7.0)
+    assert usable and np.allclose(cov, [[4, 1], [1, 9]])
+    # Indefinite, singular or asymmetric covariances are unusable: the default replaces them.
+    for values in ([1.0, 10, 0, 10, 1.0, 0, 0, 0, 1], [4.0, 4, 0, 4, 4.0, 0, 0, 0, 1],
+                   [4.0, 3, 0, 0, 4.0, 0, 0, 0, 1], [math.inf, 0, 0, 0, 1.0, 0, 0, 0, 1]):
+        known.position_covariance = values
+        cov, usable = conv.fix_covariance_en(known, 7.0)
+        assert not usable and np.allclose(cov, np.eye(2) * 49.0), values
 
 
 def test_quaternion_yaw_round_trip() -> None:

@@ -3,8 +3,9 @@
 """Shared pieces of the localizer and node tests: tile caches, the oracle, a DDS client.
 
 Run as a script, this module is the oracle launcher: it starts ``localizer_node``'s ``main``
-with :class:`Oracle` in place of the network (``DENSEFLOW_ORACLE_TABLE`` names its table),
-so every argument after it is what the real console script would get.
+with :class:`Oracle` in place of the network (``DENSEFLOW_ORACLE_TABLE`` names its table,
+``DENSEFLOW_ORACLE_FAULTS`` optionally its faults), so every argument after it is what the
+real console script would get.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -109,25 +111,40 @@ class Oracle:
     true heading. The crop's heading is then read from the tile cache's eastward red ramp
     (``write_tile_cache(ramp=True)``), snapped to the searched headings, and the confidence
     is highest for the crop turned closest to the truth.
+
+    ``faults`` make frames misbehave by id: ``{"sleep": {id: seconds}, "raise": {id: text}}``
+    (a slow inference; an exception, such as CUDA running out of memory). Warm-up frames are
+    uniform grey 127: id 32639.
     """
 
-    def __init__(self, table: dict[int, tuple[float, ...]], preset: str = "lite") -> None:
+    WARMUP_ID = 127 + 256 * 127
+
+    def __init__(self, table: dict[int, tuple[float, ...]], preset: str = "lite",
+                 faults: dict[str, dict[int, Any]] | None = None) -> None:
         from denseflow_ros.model import get_preset
 
         self.table = table
+        self.faults = faults or {}
         self.config = get_preset(preset)
         self.iterations = self.config.iterations
 
     @classmethod
-    def load(cls, path: str, preset: str) -> Oracle:
-        """Read a table written by :func:`save_table`."""
+    def load(cls, path: str, preset: str, faults_path: str | None = None) -> Oracle:
+        """Read a table written by :func:`save_table` (and faults by :func:`save_faults`)."""
         data = json.loads(Path(path).read_text())
-        return cls({int(k): tuple(v) for k, v in data.items()}, preset or "lite")
+        faults = None
+        if faults_path:
+            faults = {kind: {int(k): v for k, v in rows.items()}
+                      for kind, rows in json.loads(Path(faults_path).read_text()).items()}
+        return cls({int(k): tuple(v) for k, v in data.items()}, preset or "lite", faults)
 
-    def _row(self, ground: Any, satellite: Any, i: int) -> tuple[float, float, float, float]:
+    def _frame_id(self, ground: Any, i: int) -> int:
         r = int(round(float(ground[i, 0, 0, 0]) * 255))
         g = int(round(float(ground[i, 1, 0, 0]) * 255))
-        row = self.table.get(r + 256 * g, (0.0, 0.0, 0.0))
+        return r + 256 * g
+
+    def _row(self, ground: Any, satellite: Any, i: int) -> tuple[float, float, float, float]:
+        row = self.table.get(self._frame_id(ground, i), (0.0, 0.0, 0.0))
         if len(row) == 3:
             return (*row, 1.0)
         east, north, yaw_true, n = row
@@ -151,6 +168,10 @@ class Oracle:
 
         b = ground.shape[0]
         s = satellite.shape[-1]
+        frame_id = self._frame_id(ground, 0)
+        if frame_id in self.faults.get("raise", {}):
+            raise RuntimeError(self.faults["raise"][frame_id])
+        time.sleep(float(self.faults.get("sleep", {}).get(frame_id, 0.0)))
         mpp = satellite_mpp or self.config.satellite_mpp
         rows = [self._row(ground, satellite, i) for i in range(b)]
         su, sv, yaw, c = (torch.tensor([row[j] for row in rows], dtype=torch.float64)
@@ -166,6 +187,14 @@ class Oracle:
 def save_table(path: Path, table: dict[int, tuple[float, ...]]) -> Path:
     """Write an oracle table as JSON."""
     path.write_text(json.dumps({str(k): list(v) for k, v in table.items()}))
+    return path
+
+
+def save_faults(path: Path, sleep: dict[int, float] | None = None,
+                raise_: dict[int, str] | None = None) -> Path:
+    """Write oracle faults as JSON (see :class:`Oracle`)."""
+    path.write_text(json.dumps({"sleep": {str(k): v for k, v in (sleep or {}).items()},
+                                "raise": {str(k): v for k, v in (raise_ or {}).items()}}))
     return path
 
 
@@ -211,13 +240,16 @@ def write_params(path: Path, **params: Any) -> Path:
 
 
 def start_node(params_file: Path, env: dict[str, str], oracle_table: Path | None = None,
-               extra: list[str] | None = None) -> subprocess.Popen:
+               extra: list[str] | None = None,
+               oracle_faults: Path | None = None) -> subprocess.Popen:
     """Start the node as users do, or through the oracle launcher when a table is given."""
     if oracle_table is None:
         cmd = [str(Path(sys.executable).with_name("localizer_node"))]
     else:
         cmd = [sys.executable, str(Path(__file__).resolve())]
         env = {**env, "DENSEFLOW_ORACLE_TABLE": str(oracle_table)}
+        if oracle_faults is not None:
+            env["DENSEFLOW_ORACLE_FAULTS"] = str(oracle_faults)
     cmd += ["--ros-args", "--params-file", str(params_file), *(extra or [])]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
@@ -251,6 +283,7 @@ class Client:
         self.poses: list[Any] = []
         self.fixes: list[Any] = []
         self.diagnostics: list[Any] = []
+        self.sent: Counter[str] = Counter()  # messages published, by kind
         reliable = QoSProfile(depth=100)
         self.sub_pose = self.node.create_subscription(
             PoseWithCovarianceStamped, "pose", self.poses.append, reliable)
@@ -286,8 +319,7 @@ class Client:
     def send_prior(self, t: float, lat: float, lon: float, heading: float | None,
                    std_m: float = 15.0, status: int = 0, heading_topic: str = "imu") -> None:
         """Publish a fix (and a heading on ``heading_topic``, when given) stamped t."""
-        from nav_msgs.msg import Odometry
-        from sensor_msgs.msg import Imu, NavSatFix
+        from sensor_msgs.msg import NavSatFix
 
         fix = NavSatFix()
         fix.header.stamp = self.stamp(t)
@@ -296,20 +328,36 @@ class Client:
         fix.latitude, fix.longitude, fix.altitude = lat, lon, 110.0
         fix.position_covariance = [std_m ** 2, 0.0, 0.0, 0.0, std_m ** 2, 0.0, 0.0, 0.0, 25.0]
         fix.position_covariance_type = NavSatFix.COVARIANCE_TYPE_DIAGONAL_KNOWN
-        self.pub_fix.publish(fix)
-        if heading is not None and heading_topic == "odom":
+        self.publish("fix", fix)
+        if heading is not None:
+            self.send_heading(t, heading, heading_topic)
+
+    def send_heading(self, t: float, heading: float, heading_topic: str = "imu") -> None:
+        """Publish a heading sample stamped t on ``heading_topic`` (imu or odom)."""
+        from nav_msgs.msg import Odometry
+        from sensor_msgs.msg import Imu
+
+        if heading_topic == "odom":
             odom = Odometry()
             odom.header.stamp = self.stamp(t)
             odom.header.frame_id = "map"
             q = odom.pose.pose.orientation
             q.z, q.w = math.sin(heading / 2), math.cos(heading / 2)
-            self.pub_odom.publish(odom)
-        elif heading is not None:
+            self.publish("odom", odom)
+        else:
             imu = Imu()
             imu.header.stamp = self.stamp(t)
             imu.header.frame_id = "imu"
             imu.orientation.z, imu.orientation.w = math.sin(heading / 2), math.cos(heading / 2)
-            self.pub_imu.publish(imu)
+            self.publish("imu", imu)
+
+    def publish(self, kind: str, msg: Any) -> None:
+        """Publish ``msg`` on the publisher of ``kind`` and count it."""
+        pubs = {"fix": self.pub_fix, "imu": self.pub_imu, "odom": self.pub_odom,
+                "camera_info": self.pub_info, "image": self.pub_image,
+                "compressed": self.pub_compressed}
+        pubs[kind].publish(msg)
+        self.sent[kind] += 1
 
     def send_camera_info(self, k: np.ndarray, width: int, height: int) -> None:
         """Publish a CameraInfo."""
@@ -318,7 +366,7 @@ class Client:
         info = CameraInfo(width=width, height=height, distortion_model="plumb_bob")
         info.k = [float(v) for v in np.asarray(k).reshape(-1)]
         info.d = [0.0] * 5
-        self.pub_info.publish(info)
+        self.publish("camera_info", info)
 
     def send_image(self, t: float, image: np.ndarray, encoding: str = "rgb8") -> None:
         """Publish an Image stamped t."""
@@ -330,7 +378,7 @@ class Client:
         msg.header.stamp = self.stamp(t)
         msg.header.frame_id = "camera"
         msg.data = np.ascontiguousarray(image).tobytes()
-        self.pub_image.publish(msg)
+        self.publish("image", msg)
 
     def diag(self) -> dict[str, str]:
         """Return the key/values of the node's latest /diagnostics status."""
@@ -343,6 +391,46 @@ class Client:
     def wait_diag(self, key: str, at_least: int, seconds: float = 20.0) -> bool:
         """Spin until the diagnostics counter ``key`` reaches ``at_least``."""
         return self.spin(seconds, lambda: int(self.diag().get(key, "0")) >= at_least)
+
+    def counter(self, key: str) -> int:
+        """Return the diagnostics counter ``key`` (0 before it first moves)."""
+        return int(self.diag().get(key, "0"))
+
+    def level(self) -> int | None:
+        """Return the level of the node's latest /diagnostics status (None before one)."""
+        for msg in reversed(self.diagnostics):
+            for status in msg.status:
+                if "localizer" in status.name:
+                    return int.from_bytes(status.level, "little") \
+                        if isinstance(status.level, bytes) else int(status.level)
+        return None
+
+    def wait_inputs(self, seconds: float = 30.0) -> None:
+        """Wait until the node has received every fix, heading and camera_info sent so far.
+
+        Orders inputs by what the node reports, not by time: an image sent after this pairs
+        with everything sent before it.
+        """
+        def received() -> bool:
+            return (self.counter("received_fixes") >= self.sent["fix"]
+                    and self.counter("received_headings") >= self.sent["imu"] + self.sent["odom"]
+                    and self.counter("received_camera_info") >= self.sent["camera_info"]
+                    and self.counter("received_images")
+                    >= self.sent["image"] + self.sent["compressed"])
+
+        assert self.spin(seconds, received), f"inputs not received: sent {dict(self.sent)}, " \
+                                             f"diagnostics {self.diag()}"
+
+    def wait_idle(self, seconds: float = 60.0) -> None:
+        """Wait until the node has received every image sent and finished with each one."""
+        def idle() -> bool:
+            images = self.sent["image"] + self.sent["compressed"]
+            done = sum(self.counter(k) for k in ("processed_frames", "dropped_stale",
+                                                 "dropped_inactive"))
+            return self.counter("received_images") >= images and done >= images
+
+        assert self.spin(seconds, idle), f"node not idle: sent {dict(self.sent)}, " \
+                                         f"diagnostics {self.diag()}"
 
     def set_parameters(self, node: str, **values: Any) -> list[Any]:
         """Call the node's set_parameters service; return the SetParametersResults."""
@@ -392,4 +480,6 @@ if __name__ == "__main__":
     from denseflow_ros.ros.node import main
 
     table_file = os.environ["DENSEFLOW_ORACLE_TABLE"]
-    sys.exit(main(model_factory=lambda preset, device: Oracle.load(table_file, preset)))
+    faults_file = os.environ.get("DENSEFLOW_ORACLE_FAULTS")
+    sys.exit(main(model_factory=lambda preset, device: Oracle.load(table_file, preset,
+                                                                   faults_file)))

@@ -9,7 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from denseflow_ros.localizer import FrameError, PoseEstimate
+from denseflow_ros.geo.mercator import MAX_LATITUDE_DEG
+from denseflow_ros.geo.sources import TileDecodeError, image_size
+from denseflow_ros.localizer import FrameError, PoseEstimate, is_positive_definite
 
 # Variance given to the pose components the localizer does not observe (z, roll, pitch):
 # large enough that any filter ignores them, finite so that none divides by infinity.
@@ -17,6 +19,12 @@ UNOBSERVED_VARIANCE = 1.0e6
 # Lower bounds on the observed variances, so the published diagonal is never zero.
 MIN_POSITION_VARIANCE_M2 = 1.0e-6
 MIN_YAW_VARIANCE_RAD2 = 1.0e-8
+
+# Largest image accepted from a camera: 8K UHD. Compressed images are checked against it (and
+# against camera_info) from their header, before a byte is decoded.
+MAX_IMAGE_PIXELS = 7680 * 4320
+# Distortion vector lengths per camera_info distortion model ('' = any OpenCV takes).
+_DISTORTION_LENGTHS = {"plumb_bob": (5,), "rational_polynomial": (8,), "": (4, 5, 8, 12, 14)}
 
 # encoding -> (channels, conversion from the message's layout to RGB)
 _ENCODINGS: dict[str, tuple[int, str]] = {
@@ -30,6 +38,18 @@ try:  # pragma: no cover - only on a ROS distribution
     _BRIDGE: Any = _CvBridge()
 except Exception:  # noqa: BLE001 - PyPI's cv_bridge is ROS 1 and fails in many ways
     _BRIDGE = None
+
+
+def printable(text: Any, limit: int = 40) -> str:
+    """Return ``text`` with control and non-ASCII characters escaped, cut to ``limit`` chars.
+
+    For strings taken from messages (encodings, formats) on their way into logs and
+    /diagnostics.
+    """
+    s = str(text)
+    cut = s[:limit].encode("ascii", "backslashreplace").decode("ascii")
+    cut = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in cut)
+    return f"'{cut}'" + ("..." if len(s) > limit else "")
 
 
 def has_cv_bridge() -> bool:
@@ -56,15 +76,28 @@ def _bytes(data: Any) -> np.ndarray:
         return np.asarray(data, dtype=np.uint8).reshape(-1)
 
 
-def image_to_rgb_numpy(msg: Any) -> np.ndarray:
-    """Convert a sensor_msgs/Image to an (H, W, 3) uint8 RGB array without cv_bridge."""
+def _check_size(w: int, h: int, size: tuple[int, int] | None, max_pixels: int) -> None:
+    if w <= 0 or h <= 0:
+        raise FrameError("bad_image", f"image has zero size ({w}x{h})")
+    if w * h > max_pixels:
+        raise FrameError("bad_image", f"image is {w}x{h}, over the {max_pixels} pixel limit")
+    if size is not None and (w, h) != tuple(size):
+        raise FrameError("bad_image", f"image is {w}x{h} but camera_info says "
+                                      f"{size[0]}x{size[1]}")
+
+
+def image_to_rgb_numpy(msg: Any, size: tuple[int, int] | None = None,
+                       max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+    """Convert a sensor_msgs/Image to an (H, W, 3) uint8 RGB array without cv_bridge.
+
+    ``size`` (width, height), when given, is the only size accepted.
+    """
     spec = _ENCODINGS.get(msg.encoding)
     if spec is None:
-        raise FrameError("bad_image", f"unsupported image encoding {msg.encoding!r}")
+        raise FrameError("bad_image", f"unsupported image encoding {printable(msg.encoding)}")
     channels, layout = spec
     h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    if h <= 0 or w <= 0:
-        raise FrameError("bad_image", f"image has zero size ({w}x{h})")
+    _check_size(w, h, size, max_pixels)
     if step < w * channels:
         raise FrameError("bad_image", f"image step {step} is below width x channels "
                                       f"{w * channels}")
@@ -76,24 +109,36 @@ def image_to_rgb_numpy(msg: Any) -> np.ndarray:
     return np.ascontiguousarray(_to_rgb(array, layout))
 
 
-def image_to_rgb(msg: Any) -> np.ndarray:
+def image_to_rgb(msg: Any, size: tuple[int, int] | None = None,
+                 max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
     """Convert a sensor_msgs/Image to RGB, through cv_bridge where the distribution has it."""
     if _BRIDGE is None:
-        return image_to_rgb_numpy(msg)
+        return image_to_rgb_numpy(msg, size, max_pixels)
     # Validate first so that cv_bridge and the numpy path reject the same messages.
-    image_to_rgb_numpy(msg)
+    image_to_rgb_numpy(msg, size, max_pixels)
     return np.ascontiguousarray(_BRIDGE.imgmsg_to_cv2(msg, desired_encoding="rgb8"))
 
 
-def compressed_to_rgb(msg: Any) -> np.ndarray:
-    """Decode a sensor_msgs/CompressedImage (JPEG/PNG) to (H, W, 3) uint8 RGB."""
+def compressed_to_rgb(msg: Any, size: tuple[int, int] | None = None,
+                      max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+    """Decode a sensor_msgs/CompressedImage (JPEG, PNG or WebP) to (H, W, 3) uint8 RGB.
+
+    The size in the image's header is checked first, against ``size`` (width, height) when
+    given and against ``max_pixels``, so a small file that claims a huge image is refused
+    before it is decoded.
+    """
     import cv2
 
     data = _bytes(msg.data)
-    decoded = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if decoded is None or decoded.size == 0:
-        raise FrameError("bad_image", f"compressed image ({msg.format or 'no format'}, "
-                                      f"{data.size} bytes) could not be decoded")
+    what = f"compressed image ({printable(msg.format or 'no format')}, {data.size} bytes)"
+    try:
+        w, h = image_size(data.tobytes())
+    except TileDecodeError as exc:
+        raise FrameError("bad_image", f"{what}: {exc}") from None
+    _check_size(w, h, size, max_pixels)
+    decoded = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if decoded is None or decoded.shape[:2] != (h, w):
+        raise FrameError("bad_image", f"{what} could not be decoded")
     return np.ascontiguousarray(decoded[:, :, ::-1])
 
 
@@ -107,9 +152,17 @@ def rgb_to_image(array: np.ndarray, header: Any) -> Any:
     return msg
 
 
-def camera_info_to_intrinsics(msg: Any) -> tuple[np.ndarray, np.ndarray | None, int, int]:
-    """Return (K, distortion or None, width, height) of a CameraInfo; FrameError if unusable."""
+def camera_info_to_intrinsics(msg: Any, rectified: bool = False
+                              ) -> tuple[np.ndarray, np.ndarray | None, int, int]:
+    """Return (K, distortion or None, width, height) of a CameraInfo; FrameError if unusable.
+
+    For a ``rectified`` image (``image_rect``) the intrinsics are P's left 3x3 and there is no
+    distortion: D describes the raw image, and applying it again would distort the frame.
+    """
     k = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
+    if rectified:
+        p = np.asarray(msg.p, dtype=np.float64).reshape(3, 4)[:, :3]
+        k = p if np.all(np.isfinite(p)) and p[0, 0] > 0 and p[1, 1] > 0 else k
     w, h = int(msg.width), int(msg.height)
     if not np.all(np.isfinite(k)) or k[0, 0] <= 0 or k[1, 1] <= 0 or k[2, 2] != 1.0:
         raise FrameError("bad_camera_info", "camera_info K must be finite with fx, fy > 0 "
@@ -119,10 +172,17 @@ def camera_info_to_intrinsics(msg: Any) -> tuple[np.ndarray, np.ndarray | None, 
     d = np.asarray(msg.d, dtype=np.float64)
     if d.size and not np.all(np.isfinite(d)):
         raise FrameError("bad_camera_info", "camera_info distortion has non-finite values")
-    if d.size and msg.distortion_model not in ("plumb_bob", "rational_polynomial", ""):
-        raise FrameError("bad_camera_info", f"distortion model {msg.distortion_model!r} is "
-                                            "not supported")
-    return k, (d if d.size and np.any(d != 0) else None), w, h
+    if rectified or not np.any(d != 0):
+        return k, None, w, h
+    lengths = _DISTORTION_LENGTHS.get(msg.distortion_model)
+    if lengths is None:
+        raise FrameError("bad_camera_info", f"distortion model "
+                                            f"{printable(msg.distortion_model)} is not supported")
+    if d.size not in lengths:
+        raise FrameError("bad_camera_info", f"camera_info has {d.size} distortion "
+                                            f"coefficients; {printable(msg.distortion_model)} "
+                                            f"needs {' or '.join(map(str, lengths))}")
+    return k, d, w, h
 
 
 def fix_is_valid(msg: Any) -> str | None:
@@ -131,24 +191,32 @@ def fix_is_valid(msg: Any) -> str | None:
 
     # STATUS_UNKNOWN (-2, newer distributions' default) is accepted: only NO_FIX says no.
     if msg.status.status == NavSatStatus.STATUS_NO_FIX:
-        return "no_fix"
+        return "fix_no_fix"
     lat, lon = msg.latitude, msg.longitude
     if not (math.isfinite(lat) and math.isfinite(lon)):
         return "fix_nan"
-    if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
+    # Beyond Web Mercator's latitude limit there are no tiles to localize against.
+    if not (-MAX_LATITUDE_DEG <= lat <= MAX_LATITUDE_DEG and -180.0 <= lon <= 180.0):
         return "fix_out_of_range"
     return None
 
 
-def fix_covariance_en(msg: Any, default_std_m: float) -> np.ndarray:
-    """Return the fix's horizontal (east, north) covariance, or a default when unknown."""
+def fix_covariance_en(msg: Any, default_std_m: float) -> tuple[np.ndarray, bool]:
+    """Return the fix's horizontal (east, north) covariance and whether it was usable.
+
+    An unknown covariance, or a known one that is not symmetric positive definite (it would
+    disable the gate or make it singular), is replaced by ``default_std_m`` on both axes; the
+    flag is False only in the second case.
+    """
     from sensor_msgs.msg import NavSatFix
 
+    default = np.eye(2) * default_std_m ** 2
+    if msg.position_covariance_type == NavSatFix.COVARIANCE_TYPE_UNKNOWN:
+        return default, True
     cov = np.asarray(msg.position_covariance, dtype=np.float64).reshape(3, 3)[:2, :2]
-    known = msg.position_covariance_type != NavSatFix.COVARIANCE_TYPE_UNKNOWN
-    if known and np.all(np.isfinite(cov)) and cov[0, 0] > 0 and cov[1, 1] > 0:
-        return cov
-    return np.eye(2) * default_std_m ** 2
+    if not is_positive_definite(cov):
+        return default, False
+    return 0.5 * (cov + cov.T), True
 
 
 def quaternion_to_yaw(q: Any) -> float:

@@ -8,16 +8,20 @@ newest frame waits in a queue of one and is processed on a worker thread, so the
 keeps serving fixes, parameters and lifecycle requests while the network runs. A frame whose
 fix (or heading sample) with the same or a later stamp has not arrived yet waits for it on
 that thread, up to ``fix_wait_s``, before it is paired with the fixes around its stamp.
+
+One worker thread lives from the first activation to shutdown; deactivation only stops it
+taking frames, so a transition never waits for an inference in flight, and a frame that was
+waiting or in flight when the node was deactivated is dropped, not published.
 """
 
 from __future__ import annotations
 
 import bisect
+import gc
 import math
 import os
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +42,7 @@ from denseflow_ros.localizer import (
     Prior,
     Thresholds,
     offset_latlon,
+    wrap_angle,
 )
 from denseflow_ros.ros import conversions as conv
 from denseflow_ros.ros.diagnostics import Stats, diagnostic_array
@@ -48,7 +53,15 @@ from denseflow_ros.ros.parameters import SPECS, check_choice, descriptor
 ModelFactory = Callable[[str, str], Any]
 
 _CLOCK_JUMP_NS = 1_000_000_000  # a stamp this far behind the newest one means a clock jump
-_FIX_BUFFER_S = 120.0
+# Fix history: by age behind the newest fix, and by count (a stuck stamp, a flood).
+_FIX_BUFFER_NS = 120_000_000_000
+_MAX_FIXES = 4096
+# A fix stamped further ahead of the newest image (or of the clock) is dropped: kept, it
+# would trim the history and make the next real fix look like a clock jump.
+_MAX_FIX_LEAD_NS = 30_000_000_000
+# Heading history: by age (frames may take seconds) and by count (10 s at 1.6 kHz).
+_HEADING_BUFFER_NS = 10_000_000_000
+_MAX_HEADINGS = 16384
 
 
 class ConfigError(Exception):
@@ -95,14 +108,21 @@ class LocalizerNode(LifecycleNode):
         self._device = "none"
         self._lock = threading.Lock()
         self._fixes: list[_Fix] = []
-        self._headings: deque[tuple[int, float]] = deque(maxlen=400)
+        self._fix_keys: list[int] = []
+        self._heading_keys: list[int] = []
+        self._heading_yaws: list[float] = []
         self._previous: tuple[int, float] | None = None
         self._camera: tuple[np.ndarray, np.ndarray | None, int, int] | None = None
         self._newest_ns: dict[str, int] = {}
         self._slot: tuple[Any, float] | None = None
         self._cond = threading.Condition()
         self._worker: threading.Thread | None = None
-        self._running = False
+        self._running = False  # taking frames (active)
+        self._stopping = False  # the worker is to end (shutdown)
+        self._busy = False  # the worker is processing a frame
+        self._to_release: Localizer | None = None  # to free once the frame in flight is done
+        self._generation = 0  # activations so far: a frame taken in an older one is dropped
+        self._rectified = False
         self._subs: list[Any] = []
         self._pose_pub: Any = None
         self._fix_pub: Any = None
@@ -145,13 +165,21 @@ class LocalizerNode(LifecycleNode):
         return SetParametersResult(successful=True)
 
     # -- lifecycle -----------------------------------------------------------------------
+    def _failed(self, transition: str, exc: BaseException) -> TransitionCallbackReturn:
+        """Log one ERROR line naming the cause of a failed transition; report it as ERROR."""
+        cause = str(exc) if isinstance(exc, ConfigError) else \
+            f"{transition} failed: {type(exc).__name__}: {exc}"
+        self.stats.failure = cause[:200]
+        self.get_logger().error(cause)
+        return TransitionCallbackReturn.FAILURE
+
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Load the model and open the tile cache; fail with one sentence naming the cause."""
         try:
             self._localizer = self._build_localizer()
-        except ConfigError as exc:
-            self.get_logger().error(str(exc))
-            return TransitionCallbackReturn.FAILURE
+        except Exception as exc:  # noqa: BLE001 - every cause is reported, none is fatal
+            return self._failed("configure", exc)
+        self.stats.failure = ""
         self._pose_pub = self.create_lifecycle_publisher(
             _pose_type(), "pose", QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
         from sensor_msgs.msg import Image, NavSatFix
@@ -243,31 +271,54 @@ class LocalizerNode(LifecycleNode):
             raise ConfigError(f"parameter 'tile_cache': {exc}") from exc
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """Warm the network up, subscribe and start the worker thread."""
+        """Warm the network up, subscribe and let the worker thread take frames."""
         assert self._localizer is not None
         t0 = time.monotonic()
-        self._localizer.warm_up(int(self._p("warmup_runs")))
+        try:
+            self._localizer.warm_up(int(self._p("warmup_runs")))
+            self._subscribe()
+        except Exception as exc:  # noqa: BLE001 - CUDA out of memory, a broken model ...
+            self._unsubscribe()
+            return self._failed("activate: network warm-up", exc)
         self.stats.count("warmup_ms", int((time.monotonic() - t0) * 1000))
-        self._subscribe()
-        self._running = True
-        self._worker = threading.Thread(target=self._work, name="localizer", daemon=True)
-        self._worker.start()
+        self.stats.failure = ""
+        with self._cond:
+            self._running = True
+            if self._worker is None:
+                self._stopping = False
+                self._worker = threading.Thread(target=self._work, name="localizer",
+                                                daemon=True)
+                self._worker.start()
+            self._cond.notify_all()
         self._state = "active"
         self.get_logger().info("active")
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """Unsubscribe and stop the worker."""
-        self.stop_worker()
-        for sub in self._subs:
-            self.destroy_subscription(sub)
-        self._subs = []
+        """Unsubscribe and stop taking frames; the frame waiting or in flight is dropped."""
+        self._unsubscribe()
+        with self._cond:
+            self._running = False
+            self._generation += 1
+            if self._slot is not None:
+                self._slot = None
+                self.stats.count("dropped_inactive")
+            self._cond.notify_all()
         self._state = "inactive"
         return super().on_deactivate(state)
 
+    def _unsubscribe(self) -> None:
+        for sub in self._subs:
+            self.destroy_subscription(sub)
+        self._subs = []
+
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """Release the model, the cache and the publishers."""
-        self._localizer = None
+        """Release the model (and its GPU memory), the tile cache and the publishers."""
+        loc, self._localizer = self._localizer, None
+        with self._cond:
+            if self._busy:  # the frame in flight still uses them: released after it
+                self._to_release, loc = loc, None
+        _release(loc)
         for pub in (self._pose_pub, self._fix_pub):
             if pub is not None:
                 self.destroy_lifecycle_publisher(pub)
@@ -283,19 +334,28 @@ class LocalizerNode(LifecycleNode):
         self._state = "finalized"
         return TransitionCallbackReturn.SUCCESS
 
+    def worker_alive(self) -> bool:
+        """Return whether the processing thread is running."""
+        return self._worker is not None and self._worker.is_alive()
+
     @property
     def localizer(self) -> Localizer | None:
         """Return the configured localizer (None before configure)."""
         return self._localizer
 
-    def stop_worker(self) -> None:
-        """Stop the processing thread (the executor keeps running)."""
+    def stop_worker(self, timeout_s: float = 30.0) -> None:
+        """End the processing thread at shutdown, after the frame in flight (if any)."""
         with self._cond:
             self._running = False
+            self._stopping = True
+            self._slot = None
             self._cond.notify_all()
-        if self._worker is not None and self._worker is not threading.current_thread():
-            self._worker.join(timeout=30.0)
-        self._worker = None
+        worker = self._worker
+        if worker is not None and worker is not threading.current_thread():
+            worker.join(timeout=timeout_s)
+            if worker.is_alive():
+                self.get_logger().warning(
+                    f"the frame in flight did not finish within {timeout_s:g} s of shutdown")
 
     # -- subscriptions -------------------------------------------------------------------
     def _subscribe(self) -> None:
@@ -303,10 +363,15 @@ class LocalizerNode(LifecycleNode):
 
         qos = qos_profile_sensor_data
         if self._p("image_transport") == "compressed":
-            self._subs.append(self.create_subscription(
-                CompressedImage, "image/compressed", self._on_image, qos))
+            image_sub = self.create_subscription(
+                CompressedImage, "image/compressed", self._on_image, qos)
         else:
-            self._subs.append(self.create_subscription(Image, "image", self._on_image, qos))
+            image_sub = self.create_subscription(Image, "image", self._on_image, qos)
+        self._subs.append(image_sub)
+        mode = self._p("image_rectification")
+        self._rectified = mode == "rectified" or (
+            mode == "auto" and any(part.startswith("image_rect")
+                                   for part in image_sub.topic_name.split("/")))
         self._subs.append(self.create_subscription(
             CameraInfo, "camera_info", self._on_camera_info, qos))
         self._subs.append(self.create_subscription(NavSatFix, "fix", self._on_fix, qos))
@@ -318,22 +383,26 @@ class LocalizerNode(LifecycleNode):
 
             self._subs.append(self.create_subscription(Odometry, "odom", self._on_odom, qos))
 
-    def _problem(self, reason: str, message: str) -> None:
-        self.stats.reject(reason, message)
+    def _problem(self, reason: str, message: str, frame: bool = False) -> None:
+        self.stats.reject(reason, message, frame)
         if self.stats.should_log(reason, float(self._p("log_throttle_s"))):
             self.get_logger().warning(f"skipped ({reason}): {message}")
 
     def _on_image(self, msg: Any) -> None:
-        self.stats.count("received_images")
+        self.stats.image_received()
         with self._cond:
+            if not self._running:
+                self.stats.count("dropped_inactive")
+                return
             if self._slot is not None:
                 self.stats.count("dropped_stale")
             self._slot = (msg, time.monotonic())
-            self._cond.notify()
+            self._cond.notify_all()
 
     def _on_camera_info(self, msg: Any) -> None:
+        self.stats.count("received_camera_info")
         try:
-            camera = conv.camera_info_to_intrinsics(msg)
+            camera = conv.camera_info_to_intrinsics(msg, self._rectified)
         except FrameError as exc:
             self._problem(exc.reason, str(exc))
             return
@@ -341,21 +410,45 @@ class LocalizerNode(LifecycleNode):
             self._camera = camera
 
     def _on_fix(self, msg: Any) -> None:
+        self.stats.count("received_fixes")
         reason = conv.fix_is_valid(msg)
         if reason:
             self._problem(reason, f"fix ({msg.latitude}, {msg.longitude}) status "
                                   f"{msg.status.status} ignored")
             return
-        fix = _Fix(_stamp_ns(msg.header.stamp), float(msg.latitude), float(msg.longitude),
-                   conv.fix_covariance_en(msg, float(self._p("default_fix_std_m"))), msg)
+        t_ns = _stamp_ns(msg.header.stamp)
+        lead = self._fix_lead_ns(t_ns)
+        if lead > _MAX_FIX_LEAD_NS:
+            self._problem("fix_future", f"fix stamped {lead / 1e9:.1f} s ahead of the newest "
+                                        "image or the clock ignored")
+            return
+        cov, usable = conv.fix_covariance_en(msg, float(self._p("default_fix_std_m")))
+        if not usable:
+            self._problem("fix_bad_covariance", "fix covariance is not symmetric positive "
+                                                "definite; default_fix_std_m used")
+        fix = _Fix(t_ns, float(msg.latitude), float(msg.longitude), cov, msg)
         with self._lock:
-            self._check_clock(fix.t_ns, "fix")
-            keys = [f.t_ns for f in self._fixes]
-            self._fixes.insert(bisect.bisect_right(keys, fix.t_ns), fix)
-            horizon = self._fixes[-1].t_ns - int(_FIX_BUFFER_S * 1e9)
-            while self._fixes and self._fixes[0].t_ns < horizon:
-                self._fixes.pop(0)
+            self._check_clock(t_ns, "fix")
+            i = bisect.bisect_left(self._fix_keys, t_ns)
+            if i < len(self._fix_keys) and self._fix_keys[i] == t_ns:
+                self._fixes[i] = fix  # a repeated stamp replaces its fix
+            else:
+                self._fix_keys.insert(i, t_ns)
+                self._fixes.insert(i, fix)
+            cut = max(bisect.bisect_left(self._fix_keys, self._fix_keys[-1] - _FIX_BUFFER_NS),
+                      len(self._fix_keys) - _MAX_FIXES)
+            if cut > 0:
+                del self._fix_keys[:cut], self._fixes[:cut]
         self._prior_arrived()
+
+    def _fix_lead_ns(self, t_ns: int) -> int:
+        """Return how far ``t_ns`` is ahead of the newest image, or of the clock before one."""
+        with self._lock:
+            image = self._newest_ns.get("image")
+        if image is not None:
+            return t_ns - image
+        now = self.get_clock().now().nanoseconds
+        return t_ns - now if now > 0 else 0
 
     def _prior_arrived(self) -> None:
         """Wake a frame waiting for its fix or heading (never called with ``_lock`` held)."""
@@ -372,9 +465,10 @@ class LocalizerNode(LifecycleNode):
             self._problem("clock_jump", f"{stream} stamp jumped back "
                                         f"{(newest - t_ns) / 1e9:.1f} s; history reset")
             limit = t_ns + _CLOCK_JUMP_NS
-            self._fixes = [f for f in self._fixes if f.t_ns <= limit]
-            self._headings = deque((h for h in self._headings if h[0] <= limit),
-                                   maxlen=self._headings.maxlen)
+            n = bisect.bisect_right(self._fix_keys, limit)
+            del self._fix_keys[n:], self._fixes[n:]
+            n = bisect.bisect_right(self._heading_keys, limit)
+            del self._heading_keys[n:], self._heading_yaws[n:]
             self._previous = None
             self._newest_ns = {k: min(v, limit) for k, v in self._newest_ns.items()}
             self._newest_ns[stream] = t_ns
@@ -382,12 +476,21 @@ class LocalizerNode(LifecycleNode):
             self._newest_ns[stream] = t_ns
 
     def _add_heading(self, stamp: Any, yaw: float, what: str) -> None:
+        self.stats.count("received_headings")
         if not math.isfinite(yaw):
             self._problem("bad_heading", f"{what} orientation is not a valid quaternion")
             return
+        t_ns = _stamp_ns(stamp)
         with self._lock:
-            self._check_clock(_stamp_ns(stamp), what)
-            self._headings.append((_stamp_ns(stamp), yaw))
+            self._check_clock(t_ns, what)
+            keys = self._heading_keys
+            i = bisect.bisect_right(keys, t_ns)
+            keys.insert(i, t_ns)
+            self._heading_yaws.insert(i, yaw)
+            cut = max(bisect.bisect_left(keys, keys[-1] - _HEADING_BUFFER_NS),
+                      len(keys) - _MAX_HEADINGS)
+            if cut > 0:
+                del keys[:cut], self._heading_yaws[:cut]
         self._prior_arrived()
 
     def _on_imu(self, msg: Any) -> None:
@@ -405,10 +508,10 @@ class LocalizerNode(LifecycleNode):
         """Return whether a fix, and a heading sample where one is needed, reach ``t_ns``."""
         source = self._p("heading_source")
         with self._lock:
-            if not self._fixes or self._fixes[-1].t_ns < t_ns:
+            if not self._fix_keys or self._fix_keys[-1] < t_ns:
                 return False
             if source in ("imu", "odom"):
-                return any(h[0] >= t_ns for h in self._headings)
+                return bool(self._heading_keys) and self._heading_keys[-1] >= t_ns
         return True
 
     def _wait_for_prior(self, t_ns: int) -> None:
@@ -433,21 +536,21 @@ class LocalizerNode(LifecycleNode):
     def _pair_fix(self, t_ns: int) -> tuple[float, float, np.ndarray, Any] | None:
         max_age = int(float(self._p("max_fix_age_s")) * 1e9)
         with self._lock:
-            fixes = list(self._fixes)
-        if not fixes:
+            i = bisect.bisect_left(self._fix_keys, t_ns)
+            before = self._fixes[i - 1] if i > 0 else None
+            after = self._fixes[i] if i < len(self._fixes) else None
+        if before is None and after is None:
             return None
-        keys = [f.t_ns for f in fixes]
-        i = bisect.bisect_left(keys, t_ns)
-        before = fixes[i - 1] if i > 0 else None
-        after = fixes[i] if i < len(fixes) else None
         if after is not None and after.t_ns == t_ns:
             return after.lat, after.lon, after.cov_en, after.msg
         if before is not None and after is not None and t_ns - before.t_ns <= max_age \
                 and after.t_ns - t_ns <= max_age:
             a = (t_ns - before.t_ns) / (after.t_ns - before.t_ns)
             cov = np.maximum(before.cov_en, after.cov_en)
-            return (before.lat + a * (after.lat - before.lat),
-                    before.lon + a * (after.lon - before.lon), cov,
+            # Longitudes interpolate the short way round, across +-180 deg as well.
+            d_lon = (after.lon - before.lon + 180.0) % 360.0 - 180.0
+            lon = (before.lon + a * d_lon + 180.0) % 360.0 - 180.0
+            return (before.lat + a * (after.lat - before.lat), lon, cov,
                     before.msg if a < 0.5 else after.msg)
         near = min((f for f in (before, after) if f is not None),
                    key=lambda f: abs(f.t_ns - t_ns))
@@ -462,12 +565,8 @@ class LocalizerNode(LifecycleNode):
         if source == "none":
             return None, None
         if source in ("imu", "odom"):
-            with self._lock:
-                headings = list(self._headings)
-            if not headings:
-                return None, "no_heading"
-            t, yaw = min(headings, key=lambda h: abs(h[0] - t_ns))
-            return (yaw, None) if abs(t - t_ns) <= max_age else (None, "no_heading")
+            yaw = self._interpolated_heading(t_ns, max_age)
+            return (yaw, None) if yaw is not None else (None, "no_heading")
         if source == "previous":
             prev = self._previous
             if prev is not None and abs(t_ns - prev[0]) <= max_age:
@@ -486,42 +585,63 @@ class LocalizerNode(LifecycleNode):
                 return math.atan2(north, east), None
         return None, "no_heading"
 
+    def _interpolated_heading(self, t_ns: int, max_age: int) -> float | None:
+        """Return the heading at ``t_ns`` between the samples around it, or the nearest one."""
+        with self._lock:
+            keys, yaws = self._heading_keys, self._heading_yaws
+            i = bisect.bisect_left(keys, t_ns)
+            before = (keys[i - 1], yaws[i - 1]) if i > 0 else None
+            after = (keys[i], yaws[i]) if i < len(keys) else None
+        if after is not None and after[0] == t_ns:
+            return after[1]
+        if before is not None and after is not None and t_ns - before[0] <= max_age \
+                and after[0] - t_ns <= max_age:
+            a = (t_ns - before[0]) / (after[0] - before[0])
+            return wrap_angle(before[1] + a * wrap_angle(after[1] - before[1]))
+        near = [h for h in (before, after) if h is not None and abs(h[0] - t_ns) <= max_age]
+        return min(near, key=lambda h: abs(h[0] - t_ns))[1] if near else None
+
     # -- processing ----------------------------------------------------------------------
     def _work(self) -> None:
         while True:
             with self._cond:
-                while self._running and self._slot is None:
+                while not self._stopping and (not self._running or self._slot is None):
                     self._cond.wait(timeout=0.5)
-                if not self._running:
+                if self._stopping:
                     return
                 msg, arrival = self._slot
                 self._slot = None
+                self._busy = True
+                generation = self._generation
             try:
-                self._process(msg, arrival)
+                self._process(msg, arrival, generation)
             except FrameError as exc:
-                self._problem(exc.reason, str(exc))
+                self._problem(exc.reason, str(exc), frame=True)
             except Exception as exc:  # noqa: BLE001 - a bad frame must never stop the node
-                self._problem("internal_error", f"{type(exc).__name__}: {exc}")
+                self._problem("internal_error", f"{type(exc).__name__}: {exc}", frame=True)
+            finally:
+                self.stats.count("processed_frames")
+                with self._cond:
+                    self._busy = False
+                    release, self._to_release = self._to_release, None
+                _release(release)
 
-    def _process(self, msg: Any, arrival: float) -> None:
+    def _process(self, msg: Any, arrival: float, generation: int) -> None:
         loc = self._localizer
         if loc is None:
             return
         t_ns = _stamp_ns(msg.header.stamp)
         with self._lock:
             self._check_clock(t_ns, "image")
-        if hasattr(msg, "format"):
-            image = conv.compressed_to_rgb(msg)
-        else:
-            image = conv.image_to_rgb(msg)
-        with self._lock:
             camera = self._camera
         if camera is None:
             raise FrameError("no_camera_info", "no valid camera_info received yet")
         k, dist, w, h = camera
-        if (image.shape[1], image.shape[0]) != (w, h):
-            raise FrameError("bad_image", f"image is {image.shape[1]}x{image.shape[0]} but "
-                                          f"camera_info says {w}x{h}")
+        # The size is checked before any pixel is converted or decoded.
+        if hasattr(msg, "format"):
+            image = conv.compressed_to_rgb(msg, (w, h))
+        else:
+            image = conv.image_to_rgb(msg, (w, h))
         self._wait_for_prior(t_ns)
         paired = self._pair_fix(t_ns)
         if paired is None:
@@ -541,9 +661,11 @@ class LocalizerNode(LifecycleNode):
             self._debug_pub.publish(conv.rgb_to_image(loc.debug_image(estimate), msg.header))
         if estimate.rejection:
             raise FrameError(estimate.rejection, self._rejection_text(estimate))
+        if generation != self._generation:
+            self.stats.count("dropped_inactive")  # deactivated while this frame ran
+            return
         self._publish(estimate, msg.header, fix_msg)
         self._previous = (t_ns, estimate.heading_enu_rad)
-        self.stats.count("accepted")
         self.stats.published((time.monotonic() - arrival) * 1000.0, inference_ms,
                              estimate.coverage)
 
@@ -571,7 +693,25 @@ class LocalizerNode(LifecycleNode):
             values["iterations"] = str(loc.model.iterations)
         self._diag_pub.publish(diagnostic_array(
             self.get_clock().now().to_msg(), f"{self.get_name()}: localizer",
-            self.get_fully_qualified_name(), self._state, values))
+            self.get_fully_qualified_name(), self._state, values, self.stats.health()))
+
+
+def _release(loc: Localizer | None) -> None:
+    """Close a localizer's tile cache and free the memory its network held (GPU included).
+
+    The localizer is unusable afterwards; callers may still hold a reference to it.
+    """
+    if loc is None:
+        return
+    close = getattr(loc.cache, "close", None)
+    if close is not None:
+        close()
+    loc.cache = loc.model = None
+    gc.collect()
+    if str(loc.device).startswith("cuda"):
+        import torch
+
+        torch.cuda.empty_cache()
 
 
 def _pose_type() -> Any:

@@ -48,6 +48,11 @@ SPECS: dict[str, Spec] = {
     "image_transport": Spec("raw", "'raw' subscribes to image (sensor_msgs/Image), "
                                    "'compressed' to image/compressed", choices=("raw",
                                                                                  "compressed")),
+    "image_rectification": Spec("auto", "whether the image is already rectified: 'rectified' "
+                                        "uses camera_info's P and no distortion, 'raw' K and "
+                                        "D; 'auto' = rectified when the image topic's name "
+                                        "has a part starting with image_rect",
+                                choices=("auto", "raw", "rectified")),
     # Camera mounting (read-only).
     "camera_height_m": Spec(0.0, "camera height above the ground; 0 = the preset's", 0.0, 10.0),
     "camera_x_m": Spec(0.0, "camera position in base_link, forward", -20.0, 20.0),
