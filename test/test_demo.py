@@ -78,10 +78,10 @@ def test_short_run_writes_summary_plots_and_scores_the_drive(short_run, work_dir
     proc, out = short_run
     assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
     summary = json.loads((out / "summary.json").read_text())
-    assert set(summary) == {"samples", "prior", "estimate", "baseline", "accepted_fraction",
-                            "latency_ms_median"}
+    assert set(summary) == {"samples", "prior", "estimate", "baseline", "consistency",
+                            "accepted_fraction", "latency_ms_median"}
     metrics.validate_results({k: summary[k] for k in ("samples", "prior", "estimate",
-                                                      "baseline")})
+                                                      "baseline", "consistency")})
     assert 1 <= summary["samples"] <= FRAMES
     assert summary["accepted_fraction"] == pytest.approx(summary["samples"] / FRAMES)
 
@@ -130,7 +130,7 @@ def test_short_run_plots_are_images(short_run) -> None:
     import cv2
 
     _, out = short_run
-    for name in ("trajectory.png", "errors.png"):
+    for name in ("trajectory.png", "errors.png", "consistency.png"):
         data = (out / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n", name
         image = cv2.imread(str(out / name), cv2.IMREAD_COLOR)

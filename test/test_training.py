@@ -296,3 +296,24 @@ def test_contrastive_warm_up_then_flow_with_binary_confidence(tree: Path,
     bad = tiny(tree, tmp_path / "bad", total_steps=1, confidence_loss="sigmoid")
     with pytest.raises(ValueError, match="confidence_loss must be paper or bce"):
         train(bad)
+
+
+def test_encoders_can_learn_from_the_contrastive_term_alone(tree: Path, tmp_path: Path) -> None:
+    cfg = tiny(tree, tmp_path / "run", total_steps=2, nce_weight=0.0, lr=1e-2,
+               flow_trains_encoders=False)
+    before = train_module_state(cfg)
+    train(cfg)
+    after = load_model(tmp_path / "run" / "model.pt").state_dict()
+    # Without a contrastive term nothing reaches the trunks; the decoder still learns.
+    params = {name for name, _ in load_model(tmp_path / "run" / "model.pt").named_parameters()}
+    # (Batch-norm running statistics still follow the data.)
+    for key in params:
+        if key.startswith(("ground_trunk.", "satellite_trunk.", "feature_encoder.")):
+            assert torch.equal(before[key], after[key]), key
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("update."))
+
+
+def train_module_state(cfg: TrainConfig) -> dict[str, torch.Tensor]:
+    from training.train import build_model
+
+    return {k: v.clone() for k, v in build_model(cfg).state_dict().items()}

@@ -64,6 +64,9 @@ class TrainConfig:
     nce_weight: float = 0.0
     nce_temperature: float = 0.1
     nce_warmup_steps: int = 0
+    # False: the trunks and the feature encoder learn from the contrastive term only, so the
+    # flow and pose terms cannot wear their matching down (the decoder still learns).
+    flow_trains_encoders: bool = True
     # Runtime.
     seed: int = 0
     # Loader processes; never more than the machine's cores.

@@ -23,6 +23,7 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch.distributed as dist
 
 from denseflow_ros import metrics
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rotation-range-deg", type=float, default=None,
                    help="yaw range (default: 10; Oxford 0; VIGOR 0 = known orientation)")
     p.add_argument("--seed", type=int, default=0, help="seed of rotations a split lacks (VIGOR)")
+    p.add_argument("--plot", help="write the errors in their covariance's frame to this PNG")
     p.add_argument("--baseline", choices=("ncc",),
                    help="also score the classical matcher on the same samples")
     p.add_argument("--dataset-option", action="append", default=[], metavar="KEY=VALUE",
@@ -95,6 +97,12 @@ def run(args: argparse.Namespace) -> dict:
         base = predict(matcher, dataset, device, args.batch_size, args.num_workers, info,
                        limit=args.limit, progress=True)
     doc = score(pred, base)
+    if args.plot and info.is_main:
+        from denseflow_ros.plots import plot_consistency
+
+        err = np.stack([pred["est_u"] - pred["true_u"], pred["est_v"] - pred["true_v"]], 1)
+        plot_consistency(err, pred["covariance"][:, :2, :2], Path(args.plot),
+                         f"{args.dataset} {args.split}: covariance against the errors")
     if info.is_main:
         print(metrics.format_table(doc))
         if args.json:

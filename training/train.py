@@ -211,6 +211,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         if info.world > 1:
             dist.barrier()
     net = build_model(cfg).to(device)
+    net.flow_trains_encoders = cfg.flow_trains_encoders
     opts = crop_options_for(
         net.config, cfg.dataset, shift_range_lon_m=cfg.shift_range_lon_m,
         shift_range_lat_m=cfg.shift_range_lat_m, rotation_range_deg=cfg.rotation_range_deg,

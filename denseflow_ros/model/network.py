@@ -110,6 +110,8 @@ class DenseFlow(nn.Module):
         # Scale and floor of the fit's covariance fitted on validation data (see
         # denseflow_ros.model.calibration); None reports the fit's own covariance.
         self.covariance_calibration: dict[str, float] | None = None
+        # Training only: whether flow and pose losses reach the trunks and the feature encoder.
+        self.flow_trains_encoders = True
         trunk_out = config.trunk_widths[-1]
         self.ground_trunk = Trunk(config.trunk_widths)
         self.satellite_trunk = Trunk(config.trunk_widths)
@@ -196,8 +198,12 @@ class DenseFlow(nn.Module):
         b = bev.shape[0]
         if features_only:
             return DenseFlowFeatures(fmaps[:b], fmaps[b:], mask)
-        corr = CorrPyramid(fmaps[:b], fmaps[b:], cfg.corr_levels, cfg.corr_radius)
-        ctx = self.context_encoder(bev, window)
+        corr_maps, ctx_in = fmaps, bev
+        if not self.flow_trains_encoders:
+            # The trunks and feature encoder then learn from feature-level losses alone.
+            corr_maps, ctx_in = fmaps.detach(), bev.detach()
+        corr = CorrPyramid(corr_maps[:b], corr_maps[b:], cfg.corr_levels, cfg.corr_radius)
+        ctx = self.context_encoder(ctx_in, window)
         net, inp = torch.split(ctx, [cfg.hidden_dim, cfg.context_dim], dim=1)
         net, inp = torch.tanh(net), torch.relu(inp)
         context = self.update.gru.prepare(inp)

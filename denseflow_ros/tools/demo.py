@@ -645,6 +645,12 @@ def run(args: argparse.Namespace) -> dict:
     write_csv(details, out / "frames.csv")
     plot_trajectory(files, details, doc, out / "trajectory.png")
     plot_errors(files, details, out / "errors.png")
+    if details.get("covariance") is not None:
+        from denseflow_ros.plots import plot_consistency
+
+        plot_consistency(details["estimate"][:, :2] - details["truth"][:, :2],
+                         details["covariance"][:, :2, :2], out / "consistency.png",
+                         "demo drive: published covariance against the errors")
     timings.update(setup_s=t_ready - t_start, total_s=time.monotonic() - t_start)
     run_doc = {
         "scenario": {**scenario, "frames_replayed": frames}, "model": str(model),
@@ -656,7 +662,7 @@ def run(args: argparse.Namespace) -> dict:
     (out / "run.json").write_text(json.dumps(run_doc, indent=2) + "\n")
     print(report(doc, accepted, latency))
     print(outcomes(counters))
-    print(f"\nwrote {out / 'summary.json'}, trajectory.png and errors.png "
+    print(f"\nwrote {out / 'summary.json'}, trajectory.png, errors.png and consistency.png "
           f"({timings['total_s']:.0f} s, of which {timings['setup_s']:.0f} s scenario set-up)")
     return summary
 

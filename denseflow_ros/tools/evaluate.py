@@ -87,7 +87,7 @@ class Track:
     yaw: np.ndarray
 
     @classmethod
-    def build(cls, rows: list[tuple[int, float, float, float]]) -> Track:
+    def build(cls, rows: list[tuple[int, float, float, float, Any]]) -> Track:
         """Build from (stamp_ns, east, north, yaw) rows in any order."""
         rows = sorted(rows)
         arr = np.array([r[1:] for r in rows], dtype=np.float64).reshape(-1, 3)
@@ -135,6 +135,15 @@ def _pose_fields(msg: Any) -> tuple[Any, Any]:
     if hasattr(pose, "pose"):
         pose = pose.pose
     return pose.position, pose.orientation
+
+
+def _pose_covariance(msg: Any) -> np.ndarray | None:
+    """Return the (3, 3) covariance of (x, y, yaw) of a pose message, or None without one."""
+    pose = msg.pose
+    if not hasattr(pose, "covariance"):
+        return None
+    c = np.asarray(pose.covariance, dtype=np.float64).reshape(6, 6)
+    return c[np.ix_([0, 1, 5], [0, 1, 5])]
 
 
 def _yaw(q: Any) -> float:
@@ -224,18 +233,18 @@ def _choose_pose_topic(path: Path, requested: str | None) -> str:
     return candidates[0]
 
 
-def _read_poses_bag(path: Path, topic: str) -> list[tuple[int, float, float, float]]:
+def _read_poses_bag(path: Path, topic: str) -> list[tuple[int, float, float, float, Any]]:
     from denseflow_ros import bagio
 
     rows = []
     for item in bagio.iter_messages(path, [topic]):
         position, orientation = _pose_fields(item.msg)
         rows.append((bagio.stamp_to_ns(item.msg.header.stamp), position.x, position.y,
-                     _yaw(orientation)))
+                     _yaw(orientation), _pose_covariance(item.msg)))
     return rows
 
 
-def _record_poses(args: argparse.Namespace) -> list[tuple[int, float, float, float]]:
+def _record_poses(args: argparse.Namespace) -> list[tuple[int, float, float, float, Any]]:
     """Record the pose topic live (until a stop condition) and return its poses."""
     from denseflow_ros import bagio
     from denseflow_ros.bagio import BagWriter
@@ -273,7 +282,7 @@ def _record_poses(args: argparse.Namespace) -> list[tuple[int, float, float, flo
         msg = store.deserialize_cdr(data, msg_type)
         position, orientation = _pose_fields(msg)
         rows.append((bagio.stamp_to_ns(msg.header.stamp), position.x, position.y,
-                     _yaw(orientation)))
+                     _yaw(orientation), _pose_covariance(msg)))
     return rows
 
 
@@ -298,10 +307,10 @@ def evaluate(args: argparse.Namespace) -> tuple[dict, dict]:
         datum = bag_datum
     to_bag = MapToBag(bag_datum, args.map_projection, datum, args.utm_zone)
 
-    est, pri, tru, matched_stamps = [], [], [], []
+    est, pri, tru, covs, matched_stamps = [], [], [], [], []
     counts = {"poses": len(rows), "without_ground_truth": 0, "without_prior": 0}
     ax, ay = args.antenna_x_m, args.antenna_y_m
-    for stamp, x, y, yaw in sorted(rows):
+    for stamp, x, y, yaw, cov in sorted(rows, key=lambda r: r[:4]):
         g = truth.nearest(stamp, args.max_dt_s)
         if g is None:
             counts["without_ground_truth"] += 1
@@ -317,6 +326,12 @@ def evaluate(args: argparse.Namespace) -> tuple[dict, dict]:
         pri.append((fixes.east[f] - (c * ax - s * ay), fixes.north[f] - (s * ax + c * ay),
                     heading))
         est.append(to_bag(x, y, yaw))
+        if cov is not None:
+            # The map frame may be turned against the bag's (UTM grid convergence).
+            turn = est[-1][2] - yaw
+            c, s = math.cos(turn), math.sin(turn)
+            r = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+            covs.append(r @ cov @ r.T)
         tru.append((truth.east[g], truth.north[g], truth.yaw[g]))
         matched_stamps.append(stamp)
     if not est:
@@ -328,12 +343,18 @@ def evaluate(args: argparse.Namespace) -> tuple[dict, dict]:
     estimate_errors = metrics.pose_errors(e[:, 0], e[:, 1], e[:, 2], t[:, 0], t[:, 1],
                                           t[:, 2])
     doc = metrics.evaluate_errors(prior_errors, estimate_errors)
+    if len(covs) == len(est):
+        cov = np.array(covs)
+        dyaw = (e[:, 2] - t[:, 2] + math.pi) % (2 * math.pi) - math.pi
+        doc["consistency"] = metrics.consistency(e[:, :2] - t[:, :2], cov[:, :2, :2], dyaw,
+                                                 cov[:, 2, 2])
     counts["ground_truth_frames"] = int(truth.stamps.size)
     counts["matched"] = int(e.shape[0])
     details = {"counts": counts, "estimate": e, "prior": p, "truth": t,
                "stamps": matched_stamps, "prior_errors": prior_errors,
                "estimate_errors": estimate_errors,
-               "ground_truth_track": np.stack([truth.east, truth.north], axis=1)}
+               "ground_truth_track": np.stack([truth.east, truth.north], axis=1),
+               "covariance": np.array(covs) if len(covs) == len(est) else None}
     return doc, details
 
 
