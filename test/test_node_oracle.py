@@ -61,12 +61,13 @@ def test_oracle_poses_are_the_truth_in_the_map_frame(
         tmp_path / "params.yaml", preset="lite",
         tile_cache=str(write_tile_cache(tmp_path / "xyz")), map_projection=projection,
         datum=datum, heading_source=heading_source, warmup_runs=1, gate_sigma=3.0,
+        diagnostics_period_s=0.2,
         min_confidence=0.5, map_frame="world", **MOUNT)
     proc = start_node(params, ros_env, oracle_table=table)
     client = Client(ros_domain)
     topic = "odom" if heading_source == "odom" else "imu"
     try:
-        client.wait_for_node(proc)
+        client.wait_for_node(proc, heading=None if heading_source == "track" else topic)
         w, h = 96, 32
         client.send_camera_info(intrinsics(w, h), w, h)
         for i, c in enumerate(cases):
@@ -87,7 +88,7 @@ def test_oracle_poses_are_the_truth_in_the_map_frame(
                                   None if heading_source == "track" else c["prior_heading"],
                                   heading_topic=topic)
             client.send_camera_info(intrinsics(w, h), w, h)
-            client.spin(0.15)
+            client.wait_inputs()
             client.send_image(t, frame_image(i, w, h))
             assert client.spin(30.0, lambda n=i + 1: len(client.poses) >= n), \
                 f"frame {i}: no pose; diagnostics {client.diag()}"
@@ -149,18 +150,18 @@ def test_unknown_heading_is_searched_and_previous_estimate_is_reused(
         tmp_path / "params.yaml", preset="lite",
         tile_cache=str(write_tile_cache(tmp_path / "xyz", ramp=True)),
         datum=[LAT0, LON0], heading_source=heading_source, warmup_runs=1,
-        yaw_hypotheses=hypotheses, max_heading_age_s=0.5)
+        yaw_hypotheses=hypotheses, max_heading_age_s=0.5, diagnostics_period_s=0.2)
     proc = start_node(params, ros_env,
                       oracle_table=save_table(tmp_path / "table.json", table))
     client = Client(ros_domain)
     try:
-        client.wait_for_node(proc)
+        client.wait_for_node(proc, heading=None)
         w, h = 96, 32
         for i, (_, _, _, prior) in enumerate(truths):
             t = 500.0 + 0.3 * i
             client.send_prior(t, *prior, None)
             client.send_camera_info(intrinsics(w, h), w, h)
-            client.spin(0.1)
+            client.wait_inputs()
             client.send_image(t, frame_image(i, w, h))
             assert client.spin(30.0, lambda n=i + 1: len(client.poses) >= n), \
                 f"frame {i}: no pose; diagnostics {client.diag()}"

@@ -300,15 +300,26 @@ class Client:
                 return True
         return until is None
 
-    def wait_for_node(self, proc: subprocess.Popen, seconds: float = 60.0) -> None:
-        """Wait until the node subscribes to the image topic (it is active)."""
-        ok = self.spin(seconds, lambda: (self.pub_image.get_subscription_count() > 0
-                                         or self.pub_compressed.get_subscription_count() > 0)
-                       and self.sub_pose.get_publisher_count() > 0 or proc.poll() is not None)
+    def wait_for_node(self, proc: subprocess.Popen, seconds: float = 60.0,
+                      heading: str | None = "imu") -> None:
+        """Wait until the node is active and subscribed to every input this client sends.
+
+        ``heading`` is the heading topic the node subscribes to (imu, odom, None for none).
+        """
+        heading_pub = {"imu": self.pub_imu, "odom": self.pub_odom}.get(heading or "")
+
+        def ready() -> bool:
+            return ((self.pub_image.get_subscription_count() > 0
+                     or self.pub_compressed.get_subscription_count() > 0)
+                    and self.sub_pose.get_publisher_count() > 0
+                    and self.pub_fix.get_subscription_count() > 0
+                    and self.pub_info.get_subscription_count() > 0
+                    and (heading_pub is None or heading_pub.get_subscription_count() > 0))
+
+        ok = self.spin(seconds, lambda: ready() or proc.poll() is not None)
         if not ok or proc.poll() is not None:
             out = proc.stdout.read() if proc.poll() is not None else ""
             raise AssertionError(f"node did not become active: {out}")
-        self.spin(0.3)
 
     def stamp(self, t: float) -> Any:
         """Return a builtin_interfaces/Time of t seconds."""

@@ -662,7 +662,7 @@ class LocalizerNode(LifecycleNode):
         if estimate.rejection:
             raise FrameError(estimate.rejection, self._rejection_text(estimate))
         if generation != self._generation:
-            self.stats.count("dropped_inactive")  # deactivated while this frame ran
+            self.stats.count("discarded_inactive")  # deactivated while this frame ran
             return
         self._publish(estimate, msg.header, fix_msg)
         self._previous = (t_ns, estimate.heading_enu_rad)
