@@ -216,3 +216,58 @@ def test_authors_pose_conversion() -> None:
     assert float(u) == pytest.approx(3.082988, abs=1e-3)
     assert float(v) == pytest.approx(-8.844275, abs=1e-3)
     assert float(yaw) == pytest.approx(-0.639308, abs=1e-3)
+
+
+def _lite_payload(tmp_path: Path) -> tuple[Path, dict]:
+    path = tmp_path / "lite.pt"
+    save_checkpoint(DenseFlow(get_preset("lite")).eval(), path)
+    return path, torch.load(path, weights_only=True)
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("iterations", 10**9), ("satellite_size", 2**20), ("ground_size", (128, 10**7)),
+    ("trunk_widths", (64, 64, 128, 10**6)), ("refine_dim", 10**6), ("corr_radius", 1000),
+    ("satellite_mpp", float("nan")), ("iterations", 6.0), ("iterations", True),
+])
+def test_checkpoint_config_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      field: str, value: object) -> None:
+    from denseflow_ros.model import checkpoint
+
+    built: list[object] = []
+    monkeypatch.setattr(checkpoint, "DenseFlow", lambda config: built.append(config))
+    path, data = _lite_payload(tmp_path)
+    data["config"][field] = value
+    torch.save(data, path)
+    with pytest.raises(CheckpointError, match=field):
+        load_model(path)
+    assert built == []
+
+
+def test_checkpoint_state_is_checked_before_a_network_is_built(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from denseflow_ros.model import checkpoint
+
+    devices: list[str] = []
+    real = checkpoint.DenseFlow
+
+    def recording(config: object) -> DenseFlow:
+        devices.append(torch.empty(0).device.type)
+        return real(config)
+
+    monkeypatch.setattr(checkpoint, "DenseFlow", recording)
+    path, data = _lite_payload(tmp_path)
+    state = data["state_dict"]
+    key = next(k for k, v in state.items() if v.is_floating_point() and v.dim() == 4)
+    good = state[key]
+    for bad, message in ((torch.zeros(3, 3), "has shape"),
+                         (torch.zeros(good.shape, dtype=torch.int64), "expected a dense"),
+                         (torch.zeros(good.shape).to_sparse(), "expected a dense")):
+        state[key] = bad
+        torch.save(data, path)
+        with pytest.raises(CheckpointError, match=message):
+            load_model(path)
+    assert devices and set(devices) == {"meta"}
+    state[key] = good.half()  # a float16 checkpoint is fine
+    torch.save(data, path)
+    assert load_model(path).config.name == "lite"
+    assert devices[-1] == "cpu"

@@ -4,7 +4,9 @@
 
 Package format: one ``torch.save`` file holding
 ``{"format": "denseflow_ros/1", "config": ModelConfig dict, "state_dict": ..., "metadata": ...}``,
-read with ``weights_only=True``.
+read with ``weights_only=True``. A file's config is bounded (:data:`CONFIG_BOUNDS`) and its
+state's keys, shapes and dtypes are checked against the network the config describes, built
+on the ``meta`` device (no memory), before any network is built for real.
 
 The authors' files are plain state_dicts of their ``BEV_corr`` module (sometimes with a
 ``module.`` prefix). Their keys map onto ours by prefix only; everything below the prefix
@@ -28,6 +30,7 @@ conv1/bn1/layer1/layer2 duplicate the trunk's own keys, its layer3/layer4/fc are
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -54,8 +57,51 @@ AUTHORS_DROPPED_PREFIXES: tuple[str, ...] = (
 )
 
 
+# Bounds on a checkpoint's config: wide enough for every network this package builds, tight
+# enough that a crafted file cannot make the loader allocate gigabytes or loop for hours.
+CONFIG_BOUNDS: dict[str, tuple[float, float]] = {
+    "ground_size": (8, 4096),
+    "satellite_size": (16, 4096),
+    "satellite_mpp": (1e-3, 100.0),
+    "camera_height_m": (1e-2, 100.0),
+    "iterations": (1, 64),
+    "native_turns": (0, 1),
+    "trunk_widths": (1, 1024),
+    "refine_dim": (1, 1024),
+    "refine_stages": (1, 8),
+    "feature_dim": (1, 1024),
+    "hidden_dim": (1, 1024),
+    "context_dim": (1, 1024),
+    "corr_levels": (1, 6),
+    "corr_radius": (1, 8),
+    "motion_corr_dims": (1, 1024),
+    "motion_flow_dims": (1, 1024),
+    "motion_dim": (1, 1024),
+    "head_dim": (1, 1024),
+    "confidence_dim": (1, 1024),
+}
+
+
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be read or does not fit the requested network."""
+
+
+def check_config(config: ModelConfig) -> None:
+    """Raise :class:`CheckpointError` unless every size of ``config`` is within its bounds."""
+    for name, (low, high) in CONFIG_BOUNDS.items():
+        value = getattr(config, name)
+        values = value if isinstance(value, tuple | list) else (value,)
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) \
+                    or not low <= v <= high or (isinstance(low, int) and not isinstance(v, int)):
+                raise CheckpointError(f"checkpoint config {name} = {value!r} is outside "
+                                      f"[{low:g}, {high:g}]")
+
+
+def expected_state(config: ModelConfig) -> dict[str, torch.Tensor]:
+    """Return the state_dict ``DenseFlow(config)`` has, on the meta device (no memory)."""
+    with torch.device("meta"):
+        return DenseFlow(config).state_dict()
 
 
 def save_checkpoint(net: DenseFlow, path: str | os.PathLike[str], **metadata: Any) -> None:
@@ -117,15 +163,18 @@ def convert_authors_state_dict(
                 break
         else:
             dropped.append(key)
-    expected = DenseFlow(config).state_dict()
-    check_state_dict(converted, expected, config.name)
+    check_state_dict(converted, expected_state(config), config.name)
     return converted, sorted(dropped)
 
 
 def check_state_dict(
     state: Mapping[str, Any], expected: Mapping[str, torch.Tensor], preset: str
 ) -> None:
-    """Raise :class:`CheckpointError` unless ``state`` has exactly ``expected``'s keys/shapes."""
+    """Raise :class:`CheckpointError` unless ``state`` matches ``expected``.
+
+    Keys and shapes must be the same, each value a dense tensor, floating where the network's
+    is floating (any float precision) and integer where it is integer.
+    """
     missing = sorted(set(expected) - set(state))
     if missing:
         raise CheckpointError(
@@ -146,6 +195,12 @@ def check_state_dict(
                 f"checkpoint does not fit preset {preset!r}: {key} has shape {shape}, "
                 f"expected {tuple(ref.shape)}"
             )
+        if value.layout != torch.strided or value.is_floating_point() != \
+                ref.is_floating_point() or value.is_complex():
+            raise CheckpointError(
+                f"checkpoint does not fit preset {preset!r}: {key} is a {value.layout} "
+                f"{value.dtype} tensor, expected a dense {ref.dtype} one"
+            )
 
 
 def _config_for(data: Mapping[str, Any], preset: str | None, path: Path) -> ModelConfig:
@@ -153,6 +208,7 @@ def _config_for(data: Mapping[str, Any], preset: str | None, path: Path) -> Mode
         config = ModelConfig.from_dict(dict(data["config"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {path} has an unusable config ({exc})") from None
+    check_config(config)
     if preset is not None and preset != config.name:
         raise CheckpointError(
             f"checkpoint {path} holds a {config.name!r} network, not the requested {preset!r}"
@@ -171,7 +227,7 @@ def load_state(
         state = data.get("state_dict")
         if not isinstance(state, Mapping):
             raise CheckpointError(f"checkpoint {path} has no state_dict")
-        check_state_dict(state, DenseFlow(config).state_dict(), config.name)
+        check_state_dict(state, expected_state(config), config.name)
         return config, dict(state), []
     if "format" in data and isinstance(data["format"], str):
         raise CheckpointError(f"checkpoint {path} has unknown format {data['format']!r}")
