@@ -50,10 +50,19 @@ def test_profile_is_loopback_only_with_large_shm_segments() -> None:
     ns = {"f": "http://www.eprosima.com"}
     segment = root.find(".//f:transport_descriptor[f:type='SHM']/f:segment_size", ns)
     assert segment is not None and int(segment.text) >= 16 * 1024 * 1024
-    allowed = [a.text for a in root.findall(".//f:interfaceWhiteList/f:address", ns)]
-    assert allowed == ["127.0.0.1"]
+    allowed = root.findall(".//f:interfaces/f:allowlist/f:interface", ns)
+    assert [a.get("name") for a in allowed] == ["127.0.0.1"]
+    assert root.find(".//f:interfaceWhiteList", ns) is None  # deprecated since Fast DDS 2.14
     builtin = root.find(".//f:useBuiltinTransports", ns)
     assert builtin is not None and builtin.text == "false"
+
+
+def test_profile_parses_without_errors(ros_domain: int) -> None:
+    script = "import rclpy; rclpy.init(); rclpy.create_node('profile_check'); rclpy.shutdown()"
+    result = subprocess.run([sys.executable, "-c", script], env=loopback_env(ros_domain),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "XMLPARSER" not in result.stdout + result.stderr
 
 
 def test_loopback_env_rejects_invalid_domain() -> None:

@@ -100,9 +100,16 @@ def test_dds_policy_keeps_configured_environment() -> None:
     assert env["ROS_LOCALHOST_ONLY"] == "1" and env["ROS_DOMAIN_ID"] == "0"
     assert env["FASTDDS_DEFAULT_PROFILES_FILE"].endswith("fastdds_loopback.xml")
     assert how == "loopback only, domain 0"
-    user = {"PATH": "/usr/bin", "ROS_DOMAIN_ID": "42"}
+    # A domain id (or a middleware) alone says nothing about reach: still loopback only.
+    domain_only = {"PATH": "/usr/bin", "ROS_DOMAIN_ID": "42",
+                   "RMW_IMPLEMENTATION": "rmw_fastrtps_cpp"}
+    env, how = replay_dds.choose_env("auto", None, domain_only)
+    assert env["ROS_DOMAIN_ID"] == "42" and env["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"
+    assert env["ROS_LOCALHOST_ONLY"] == "1" and how == "loopback only, domain 42"
+    assert env["FASTDDS_DEFAULT_PROFILES_FILE"].endswith("fastdds_loopback.xml")
+    user = {"PATH": "/usr/bin", "ROS_DOMAIN_ID": "42", "ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET"}
     env, how = replay_dds.choose_env("auto", None, user)
-    assert env == user and "ROS_DOMAIN_ID" in how
+    assert env == user and "ROS_AUTOMATIC_DISCOVERY_RANGE" in how
     env, _ = replay_dds.choose_env("loopback", 7, user)
     assert env["ROS_DOMAIN_ID"] == "7" and env["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"
     env, _ = replay_dds.choose_env("inherit", 9, bare)

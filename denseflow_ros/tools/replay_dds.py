@@ -2,14 +2,15 @@
 # SPDX-License-Identifier: Apache-2.0
 """DDS set-up shared by ``denseflow replay``, ``record`` and ``evaluate``.
 
-Policy (``--dds auto``, the default): when the user has configured ROS networking (any of
-``ROS_DOMAIN_ID``, ``ROS_LOCALHOST_ONLY``, ``ROS_AUTOMATIC_DISCOVERY_RANGE``,
-``ROS_STATIC_PEERS``, ``RMW_IMPLEMENTATION``, ``FASTDDS_DEFAULT_PROFILES_FILE`` or
-``FASTRTPS_DEFAULT_PROFILES_FILE`` is set) the tool uses that environment unchanged, exactly
-as ``ros2 bag play`` would; otherwise it confines itself to loopback with the package's
-shared-memory profile (:func:`denseflow_ros.dds.loopback_env`, domain 0 unless
-``--domain-id``), so a bare invocation never sends DDS traffic onto the network. ``--dds
-loopback`` always confines, ``--dds inherit`` never does.
+Policy (``--dds auto``, the default): when the user has said how far DDS may reach (any of
+``ROS_LOCALHOST_ONLY``, ``ROS_AUTOMATIC_DISCOVERY_RANGE``, ``ROS_STATIC_PEERS``,
+``FASTDDS_DEFAULT_PROFILES_FILE``, ``FASTRTPS_DEFAULT_PROFILES_FILE`` or ``CYCLONEDDS_URI``
+is set) the tool uses that environment unchanged, exactly as ``ros2 bag play`` would;
+otherwise it confines itself to loopback with the package's shared-memory profile
+(:func:`denseflow_ros.dds.loopback_env`), so an invocation that only picks a domain
+(``ROS_DOMAIN_ID``, ``--domain-id``) or a middleware (``RMW_IMPLEMENTATION``) never sends
+DDS traffic onto the network. ``--dds loopback`` always confines, ``--dds inherit`` never
+does.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ import importlib
 import os
 from typing import Any
 
+# Variables that decide how far DDS reaches; a domain id or a middleware choice does not.
 USER_ROS_VARIABLES = (
-    "ROS_DOMAIN_ID", "ROS_LOCALHOST_ONLY", "ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_STATIC_PEERS",
-    "RMW_IMPLEMENTATION", "FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE",
+    "ROS_LOCALHOST_ONLY", "ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_STATIC_PEERS",
+    "FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE", "CYCLONEDDS_URI",
 )
 
 
@@ -29,7 +31,9 @@ def add_dds_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``--dds`` and ``--domain-id``."""
     parser.add_argument(
         "--dds", choices=("auto", "loopback", "inherit"), default="auto",
-        help="auto: keep a configured ROS environment, else loopback only (default); "
+        help="auto: keep an environment that sets DDS's reach (ROS_LOCALHOST_ONLY, "
+             "ROS_AUTOMATIC_DISCOVERY_RANGE, a DDS profile ...), else loopback only "
+             "(default); "
              "loopback: always loopback with the shared-memory profile; inherit: never change "
              "the environment")
     parser.add_argument("--domain-id", type=int, default=None,
