@@ -284,6 +284,7 @@ class Client:
         self.fixes: list[Any] = []
         self.diagnostics: list[Any] = []
         self.sent: Counter[str] = Counter()  # messages published, by kind
+        self._last: dict[str, Any] = {}  # the last message of each kind
         reliable = QoSProfile(depth=100)
         self.sub_pose = self.node.create_subscription(
             PoseWithCovarianceStamped, "pose", self.poses.append, reliable)
@@ -362,13 +363,15 @@ class Client:
             imu.orientation.z, imu.orientation.w = math.sin(heading / 2), math.cos(heading / 2)
             self.publish("imu", imu)
 
-    def publish(self, kind: str, msg: Any) -> None:
-        """Publish ``msg`` on the publisher of ``kind`` and count it."""
+    def publish(self, kind: str, msg: Any, again: bool = False) -> None:
+        """Publish ``msg`` on the publisher of ``kind`` and count it (``again``: a resend)."""
         pubs = {"fix": self.pub_fix, "imu": self.pub_imu, "odom": self.pub_odom,
                 "camera_info": self.pub_info, "image": self.pub_image,
                 "compressed": self.pub_compressed}
         pubs[kind].publish(msg)
-        self.sent[kind] += 1
+        if not again:
+            self.sent[kind] += 1
+            self._last[kind] = msg
 
     def send_camera_info(self, k: np.ndarray, width: int, height: int) -> None:
         """Publish a CameraInfo."""
@@ -416,21 +419,32 @@ class Client:
                         if isinstance(status.level, bytes) else int(status.level)
         return None
 
-    def wait_inputs(self, seconds: float = 30.0) -> None:
+    def wait_inputs(self, seconds: float = 30.0, resend_s: float = 5.0) -> None:
         """Wait until the node has received every fix, heading and camera_info sent so far.
 
         Orders inputs by what the node reports, not by time: an image sent after this pairs
-        with everything sent before it.
+        with everything sent before it. Best-effort messages sent while the node's side of a
+        new subscription is still matching are lost: a fix, heading or camera_info still
+        missing after ``resend_s`` is sent again, in place of the lost one (a repeated stamp
+        changes nothing).
         """
-        def received() -> bool:
-            return (self.counter("received_fixes") >= self.sent["fix"]
-                    and self.counter("received_headings") >= self.sent["imu"] + self.sent["odom"]
-                    and self.counter("received_camera_info") >= self.sent["camera_info"]
-                    and self.counter("received_images")
-                    >= self.sent["image"] + self.sent["compressed"])
+        streams = {"received_fixes": ("fix",), "received_headings": ("imu", "odom"),
+                   "received_camera_info": ("camera_info",)}
 
-        assert self.spin(seconds, received), f"inputs not received: sent {dict(self.sent)}, " \
-                                             f"diagnostics {self.diag()}"
+        def missing() -> list[str]:
+            lagging = [kind for key, kinds in streams.items()
+                       if self.counter(key) < sum(self.sent[k] for k in kinds)
+                       for kind in kinds if kind in self._last]
+            images = self.sent["image"] + self.sent["compressed"]
+            return lagging + (["image"] if self.counter("received_images") < images else [])
+
+        deadline = time.monotonic() + seconds
+        while not self.spin(min(resend_s, deadline - time.monotonic()), lambda: not missing()):
+            assert time.monotonic() < deadline, \
+                f"inputs not received: sent {dict(self.sent)}, diagnostics {self.diag()}"
+            for kind in missing():
+                if kind != "image":
+                    self.publish(kind, self._last[kind], again=True)
 
     def wait_idle(self, seconds: float = 60.0) -> None:
         """Wait until the node has received every image sent and finished with each one."""
