@@ -21,6 +21,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from denseflow_ros.camera import scale_intrinsics
+
 # WGS84, for metre offsets of a few metres around a point (first order is exact to well
 # below a millimetre over that range).
 _WGS84_A = 6378137.0
@@ -220,18 +222,13 @@ def prepare_ground(frame: Frame, ground_size: tuple[int, int]) -> tuple[np.ndarr
     if frame.distortion is not None and np.any(np.asarray(frame.distortion) != 0):
         image = cv2.undistort(image, k, np.asarray(frame.distortion, dtype=np.float64))
     h, w = ground_size
-    sx, sy = w / image.shape[1], h / image.shape[0]
+    k_h, k_w = image.shape[:2]
+    sx, sy = w / k_w, h / k_h
     if (image.shape[0], image.shape[1]) != (h, w):
         shrink = sx < 1.0 and sy < 1.0
         image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if shrink
                            else cv2.INTER_LINEAR)
-    scaled = k.copy()
-    # Pixel centres are integers: a pixel edge at -0.5 maps to -0.5.
-    scaled[0, 0] *= sx
-    scaled[0, 1] *= sx
-    scaled[0, 2] = (k[0, 2] + 0.5) * sx - 0.5
-    scaled[1, 1] *= sy
-    scaled[1, 2] = (k[1, 2] + 0.5) * sy - 0.5
+    scaled = scale_intrinsics(k, (k_w, k_h), (h, w))
     return np.ascontiguousarray(image), scaled
 
 

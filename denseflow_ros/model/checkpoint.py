@@ -253,4 +253,11 @@ def load_model(
     config, state, _ = load_state(path, preset)
     net = DenseFlow(config)
     net.load_state_dict(state)
+    data = read_checkpoint(path)
+    calibration = data.get("metadata", {}).get("covariance_calibration") \
+        if isinstance(data, Mapping) and data.get("format") == FORMAT else None
+    if calibration is not None:
+        from denseflow_ros.model.calibration import check_calibration
+
+        net.covariance_calibration = check_calibration(calibration)
     return net.to(device).eval()
