@@ -93,8 +93,9 @@ def test_ground_marker_lands_on_its_pinhole_pixel(town: World, yaw: float, fwd: 
     u, v = red_centroid(img)
     eu, ev = expected_centroid(K, cam, cells, world.mpp)
     # Bilinear texture sampling blurs a mark by half a raster cell; seen at an angle to the
-    # raster its staircase edges blur unevenly, which moves the centroid a little.
-    tol = 0.3 if yaw == 0.0 else 0.75
+    # raster its staircase edges blur unevenly, which moves the centroid of a far (large) mark
+    # by up to a pixel, depending on where the raster falls on the image grid.
+    tol = 0.3 if yaw == 0.0 else 1.0
     assert abs(u - eu) < tol and abs(v - ev) < tol, (u, v, eu, ev)
     # ... and that centroid is within a pixel of the projected centre itself.
     ce, cn = cells.mean(axis=0)

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import torch
 
+from denseflow_ros import metrics
 from denseflow_ros.model import load_model
 from training import evaluate as evaluate_cli
 from training.config import TrainConfig
@@ -138,6 +139,10 @@ def test_best_checkpoint_comes_from_validation_and_evaluates(tree: Path, tmp_pat
     assert summary["validation"]["samples"] == 1
     bundle = torch.load(tmp_path / "bundle" / "demo.pt", weights_only=True)
     assert bundle["metadata"]["source"] == "best.pt" and bundle["metadata"]["dtype"] == "float16"
+    # One validation sample cannot calibrate: the export says so and stays uncalibrated.
+    assert "covariance_calibration" not in bundle["metadata"]
+    assert "calibration skipped: 1 validation samples" in (tmp_path / "run" / "train.log"
+                                                          ).read_text()
     assert next(iter(bundle["state_dict"].values())).dtype == torch.float16
     best = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
     assert best["metadata"]["validation"]["samples"] == 1  # val split, not test1
@@ -154,7 +159,8 @@ def test_best_checkpoint_comes_from_validation_and_evaluates(tree: Path, tmp_pat
     ])
     assert code == 0
     doc = json.loads(out.read_text())
-    assert doc["samples"] == 3 and set(doc) == {"samples", "prior", "estimate"}
+    assert doc["samples"] == 3 and set(doc) == {"samples", "prior", "estimate", "consistency"}
+    assert set(doc["consistency"]) == set(metrics.CONSISTENCY_KEYS)
     # Prior errors follow from the split file's perturbations alone: i*0.1*4 m, i*0.05*4 m.
     d = [math.hypot(0.4 * i, 0.2 * i) for i in range(3)]
     assert doc["prior"]["distance_mean_m"] == pytest.approx(np.mean(d), abs=1e-4)

@@ -150,9 +150,11 @@ def test_kitti_sizes_intrinsics_and_markers(kitti_root: Path) -> None:
     assert s["satellite"].shape == (3, 512, 512)
     assert float(s["ground"].max()) <= 1.0
     k = s["intrinsics"].numpy()
-    np.testing.assert_allclose(k[0], [721.5377 * 1024 / 1242, 0, 609.5593 * 1024 / 1242],
-                               rtol=1e-6)
-    np.testing.assert_allclose(k[1], [0, 721.5377 * 256 / 375, 172.854 * 256 / 375], rtol=1e-6)
+    # Pixel centres map to pixel centres when resizing: c' = (c + 0.5) * s - 0.5.
+    np.testing.assert_allclose(
+        k[0], [721.5377 * 1024 / 1242, 0, (609.5593 + 0.5) * 1024 / 1242 - 0.5], rtol=1e-6)
+    np.testing.assert_allclose(
+        k[1], [0, 721.5377 * 256 / 375, (172.854 + 0.5) * 256 / 375 - 0.5], rtol=1e-6)
     assert float(s["mpp"]) == pytest.approx(KITTI_MPP)
     assert abs(float(s["shift_u_m"])) <= 20.0 and abs(float(s["shift_v_m"])) <= 20.0 * 1.5
     assert abs(float(s["yaw_deg"])) <= 10.0
@@ -343,7 +345,7 @@ def test_ford_training_frames_follow_the_protocol(ford_root: Path) -> None:
     assert s["ground"].shape == (3, 256, 1024)
     k = s["intrinsics"].numpy()
     assert k[0, 0] == pytest.approx(945.391406 * 1024 / 1656, rel=1e-6)
-    assert k[1, 2] == pytest.approx(424.223897 * 256 / 860, rel=1e-6)
+    assert k[1, 2] == pytest.approx((424.223897 + 0.5) * 256 / 860 - 0.5, rel=1e-6)
     assert float(s["mpp"]) == pytest.approx(0.22)
     assert s["camera_to_body"].shape == (4, 4)
     assert s["camera_to_body"][0, 3] == pytest.approx(1.8317)

@@ -40,6 +40,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler, Sampler
 
 from denseflow_ros.model import DenseFlow, get_preset, load_model, save_checkpoint
+from denseflow_ros.model.calibration import MIN_CALIBRATION_SAMPLES
 from denseflow_ros.model.checkpoint import load_state, read_checkpoint
 from training.config import TrainConfig, add_config_arguments, load_config, to_dict
 from training.engine import (
@@ -403,7 +404,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             chosen = out / "best.pt" if (out / "best.pt").is_file() else out / "model.pt"
             final = load_model(chosen)
             meta = dict(read_checkpoint(chosen).get("metadata", {}))
-            if val_set is not None:
+            n_val = 0 if val_set is None else min(len(val_set), cfg.val_limit or len(val_set))
+            if 0 < n_val < MIN_CALIBRATION_SAMPLES:
+                LOG.warning("covariance calibration skipped: %d validation samples, it needs "
+                            "%d; the export is uncalibrated", n_val, MIN_CALIBRATION_SAMPLES)
+            elif val_set is not None:
                 from training.calibrate import fit_on
 
                 calibration, before, after = fit_on(final, val_set, device,

@@ -59,6 +59,9 @@ def _fit(nll: callable, floors: np.ndarray) -> tuple[float, float]:
     return best[1], best[2]
 
 
+MIN_CALIBRATION_SAMPLES = 8
+
+
 def fit_calibration(position_error: np.ndarray, position_cov: np.ndarray,
                     yaw_error_rad: np.ndarray, yaw_var_rad2: np.ndarray) -> dict[str, float]:
     """Fit the four terms to (N, 2) errors with their (N, 2, 2) covariances, and yaw's."""
@@ -66,8 +69,9 @@ def fit_calibration(position_error: np.ndarray, position_cov: np.ndarray,
     cov = np.asarray(position_cov, dtype=np.float64).reshape(-1, 2, 2)
     dyaw = np.asarray(yaw_error_rad, dtype=np.float64).ravel()
     var = np.asarray(yaw_var_rad2, dtype=np.float64).ravel()
-    if len(e) < 8 or not (len(e) == len(cov) == len(dyaw) == len(var)):
-        raise ValueError("calibration needs at least 8 samples, each with its covariance")
+    if len(e) < MIN_CALIBRATION_SAMPLES or not (len(e) == len(cov) == len(dyaw) == len(var)):
+        raise ValueError(f"calibration needs at least {MIN_CALIBRATION_SAMPLES} samples, "
+                         "each with its covariance")
     eye = np.eye(2)
 
     def position_nll(scale: float, floor: float) -> float:
