@@ -16,6 +16,9 @@ from denseflow_ros.dds import loopback_env, profile_path
 
 rclpy = pytest.importorskip("rclpy")
 
+# The publisher sends unnumbered frames until the subscriber acknowledges one (both sides have
+# matched), then the numbered frames at 10 Hz, then waits for the acknowledgements to stop
+# rising: conditions, not fixed pauses, so a loaded machine only makes it slower.
 PUBLISHER = textwrap.dedent(
     """
     import sys, time
@@ -23,22 +26,33 @@ PUBLISHER = textwrap.dedent(
     import rclpy
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
+    from std_msgs.msg import UInt32
 
     rclpy.init()
     node = rclpy.create_node("dds_profile_publisher")
     pub = node.create_publisher(Image, "camera", qos_profile_sensor_data)
-    deadline = time.monotonic() + 30.0
-    while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.5)
+    acked = [-1]
+    node.create_subscription(UInt32, "received", lambda m: acked.__setitem__(0, m.data), 10)
     msg = Image(height=375, width=1242, encoding="rgb8", step=1242 * 3)
     payload = np.random.default_rng(0).integers(0, 255, 375 * 1242 * 3, dtype=np.uint8)
     msg.data = payload.tobytes()
-    for i in range(int(sys.argv[1])):
+    deadline = time.monotonic() + 60.0
+    while acked[0] < 0 and time.monotonic() < deadline:
+        msg.header.frame_id = "warm-up"
+        pub.publish(msg)
+        rclpy.spin_once(node, timeout_sec=0.2)
+    sent = int(sys.argv[1])
+    for i in range(sent):
         msg.header.frame_id = str(i)
         pub.publish(msg)
-        time.sleep(0.1)
-    time.sleep(1.0)
+        end = time.monotonic() + 0.1
+        while time.monotonic() < end:
+            rclpy.spin_once(node, timeout_sec=0.02)
+    last, quiet_since = acked[0], time.monotonic()
+    while acked[0] < sent and time.monotonic() - quiet_since < 5.0:
+        rclpy.spin_once(node, timeout_sec=0.1)
+        if acked[0] != last:
+            last, quiet_since = acked[0], time.monotonic()
     node.destroy_node()
     rclpy.shutdown()
     """
@@ -73,6 +87,7 @@ def test_loopback_env_rejects_invalid_domain() -> None:
 def test_kitti_sized_best_effort_images_cross_processes(ros_domain: int) -> None:
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
+    from std_msgs.msg import UInt32
 
     sent = 15
     env = loopback_env(ros_domain)
@@ -81,17 +96,20 @@ def test_kitti_sized_best_effort_images_cross_processes(ros_domain: int) -> None
     rclpy.init(context=context, domain_id=ros_domain)
     try:
         node = rclpy.create_node("dds_profile_subscriber", context=context)
-        node.create_subscription(
-            Image, "camera", lambda m: received.append(len(m.data)), qos_profile_sensor_data
-        )
+        ack = node.create_publisher(UInt32, "received", 10)
+
+        def on_image(msg: Image) -> None:
+            if msg.header.frame_id != "warm-up":
+                received.append(len(msg.data))
+            ack.publish(UInt32(data=len(received)))
+
+        node.create_subscription(Image, "camera", on_image, qos_profile_sensor_data)
         executor = rclpy.executors.SingleThreadedExecutor(context=context)
         executor.add_node(node)
         proc = subprocess.Popen([sys.executable, "-c", PUBLISHER, str(sent)], env=env)
-        deadline = time.monotonic() + 60.0
+        deadline = time.monotonic() + 120.0
         while proc.poll() is None and time.monotonic() < deadline:
             executor.spin_once(timeout_sec=0.1)
-        for _ in range(10):
-            executor.spin_once(timeout_sec=0.05)
         assert proc.wait(timeout=10) == 0
     finally:
         rclpy.shutdown(context=context)

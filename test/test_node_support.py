@@ -239,6 +239,25 @@ def write_params(path: Path, **params: Any) -> Path:
     return path
 
 
+def wait_for_subscriber(domain: int, topic: str, timeout_s: float = 200.0) -> None:
+    """Return once the DDS graph of ``domain`` shows a subscription to ``topic``."""
+    import rclpy
+
+    context = rclpy.context.Context()
+    rclpy.init(context=context, domain_id=domain)
+    try:
+        node = rclpy.create_node("graph_watch", context=context)
+        executor = rclpy.executors.SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        deadline = time.monotonic() + timeout_s
+        while node.count_subscribers(topic) == 0:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no subscription to {topic} within {timeout_s:g} s")
+            executor.spin_once(timeout_sec=0.1)
+    finally:
+        rclpy.shutdown(context=context)
+
+
 def start_node(params_file: Path, env: dict[str, str], oracle_table: Path | None = None,
                extra: list[str] | None = None,
                oracle_faults: Path | None = None) -> subprocess.Popen:

@@ -28,6 +28,7 @@ from test_node_support import (
     save_table,
     start_node,
     stop,
+    wait_for_subscriber,
     write_params,
     write_tile_cache,
 )
@@ -82,9 +83,9 @@ def make_drive(path: Path) -> tuple[dict[int, tuple[float, float, float]], list[
     return table, prior_err
 
 
-@pytest.mark.timeout(300)
-def test_replayed_drive_through_node_is_scored(tmp_path: Path,
-                                               ros_env: dict[str, str]) -> None:
+@pytest.mark.timeout(600)
+def test_replayed_drive_through_node_is_scored(tmp_path: Path, ros_env: dict[str, str],
+                                               ros_domain: int) -> None:
     drive = tmp_path / "drive"
     table, prior_err = make_drive(drive)
     params = write_params(tmp_path / "params.yaml", tile_cache=str(write_tile_cache(
@@ -93,18 +94,22 @@ def test_replayed_drive_through_node_is_scored(tmp_path: Path,
     node = start_node(params, ros_env, oracle_table=save_table(tmp_path / "oracle.json", table))
     results = tmp_path / "results.json"
     evaluator = subprocess.Popen(
-        _cli("evaluate", "--bag", str(drive), "--poses", "/pose", "--idle-timeout", "8",
-             "--discovery-timeout", "200", "--duration", "250", "--json", str(results),
+        # It stops at the N-th pose; the idle timeout only ends a run that lost one.
+        _cli("evaluate", "--bag", str(drive), "--poses", "/pose", "--max-messages", str(N),
+             "--idle-timeout", "120", "--discovery-timeout", "200", "--duration", "400",
+             "--json", str(results),
              "--save-poses", str(tmp_path / "poses")),
         env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
+        # Poses are volatile: the evaluator must have subscribed before the first one is sent.
+        wait_for_subscriber(ros_domain, "/pose")
         player = subprocess.run(
             _cli("replay", str(drive), "--topics", "/camera_info", "/fix", "/imu", "/image",
                  "--delay", "0", "--wait-for-subscribers", "200"),
             env=ros_env, capture_output=True, text=True, timeout=260)
         assert player.returncode == 0, player.stderr
         assert json.loads(player.stdout)["topics_without_subscribers"] == []
-        out, err = evaluator.communicate(timeout=120)
+        out, err = evaluator.communicate(timeout=300)
     finally:
         if evaluator.poll() is None:
             evaluator.kill()
