@@ -427,15 +427,20 @@ class Localizer:
             raise FrameError("bad_estimate", "the network returned a non-finite covariance")
         cov = 0.5 * (cov + cov.T)
 
-        # Gate in ENU around the prior's base_link (the fix's uncertainty plus a floor).
+        # Gate in ENU around the prior's base_link: the correction is tested against the
+        # covariance of a difference of two independent estimates, the fix's plus the
+        # (calibrated) estimate's, plus a floor. So a gate of 3 rejects about 1 % of the
+        # frames whose fix and estimate are both consistent, however wide either one is.
         delta = base_en - prior_base_en
-        # A covariance that is not positive definite would make the distance negative (the
+        # A fix covariance that is not positive definite would make the distance negative (the
         # gate then passes anything) or singular: it is treated as unknown (10 m).
         sigma = np.asarray(prior.position_cov_en, dtype=np.float64).reshape(2, 2)
         sigma = 0.5 * (sigma + sigma.T)
         if not is_positive_definite(sigma):
             sigma = np.eye(2) * 100.0
-        sigma = sigma + np.eye(2) * th.gate_floor_m ** 2
+        own = np.linalg.eigh(cov[:2, :2])
+        sigma = sigma + (own.eigenvectors * np.clip(own.eigenvalues, 0.0, None)) @ \
+            own.eigenvectors.T + np.eye(2) * th.gate_floor_m ** 2
         gate = float(math.sqrt(max(0.0, delta @ np.linalg.solve(sigma, delta))))
         confidence = float(out["confidence"][best])
 

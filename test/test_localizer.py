@@ -144,6 +144,13 @@ def test_gate_and_confidence_reject(cache: SatelliteCache) -> None:
     assert far.localize(frame, prior, Thresholds(gate_sigma=0.0)).rejection is None
     wide = Prior(LAT0, LON0, 0.0, np.eye(2) * 15.0 ** 2)
     assert far.localize(frame, wide, Thresholds(gate_sigma=3.0)).rejection is None
+    # An estimate that says it is uncertain is gated against its own covariance too: 30 m
+    # from a 5 m fix is consistent with a 20 m estimate std (30 / sqrt(25 + 400 + 4) < 3).
+    unsure = _localizer(FixedOutput(30.0, 0.0, 0.0, np.diag([400.0, 400.0, 0.01])), cache,
+                        MapFrame("enu", (LAT0, LON0)))
+    assert unsure.localize(frame, prior, Thresholds(gate_sigma=3.0)).rejection is None
+    est = unsure.localize(frame, prior, Thresholds(gate_sigma=3.0))
+    assert est.gate_distance == pytest.approx(30.0 / math.sqrt(25.0 + 400.0 + 4.0), rel=1e-3)
     low = _localizer(FixedOutput(0.0, 0.0, 0.0, np.eye(3) * 0.01, confidence=0.2), cache,
                      MapFrame("enu", (LAT0, LON0)))
     assert low.localize(frame, prior, Thresholds(min_confidence=0.5)).rejection == \

@@ -79,6 +79,8 @@ CONFIG_BOUNDS: dict[str, tuple[float, float]] = {
     "motion_dim": (1, 1024),
     "head_dim": (1, 1024),
     "confidence_dim": (1, 1024),
+    "coarse_search_m": (0.0, 1000.0),
+    "match_temperature": (1e-3, 10.0),
 }
 
 

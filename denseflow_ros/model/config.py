@@ -67,6 +67,11 @@ class ModelConfig:
     motion_dim: int = 128
     head_dim: int = 256
     confidence_dim: int = 64
+    # Half-width (metres, per axis) of the coarse shift search that starts the decoder
+    # (denseflow_ros.model.search); 0 starts it at zero flow, as the paper's networks do.
+    # match_temperature scales the search's cosine similarities.
+    coarse_search_m: float = 0.0
+    match_temperature: float = 0.1
 
     @property
     def stride(self) -> int:
@@ -111,6 +116,8 @@ class ModelConfig:
             raise ValueError("native_turns must be 0 or 1")
         if self.iterations < 1:
             raise ValueError("iterations must be at least 1")
+        if not self.coarse_search_m >= 0.0 or not self.match_temperature > 0.0:
+            raise ValueError("coarse_search_m must be >= 0 and match_temperature > 0")
 
 
 PRESETS: dict[str, ModelConfig] = {
@@ -186,6 +193,7 @@ PRESETS: dict[str, ModelConfig] = {
         motion_dim=64,
         head_dim=96,
         confidence_dim=32,
+        coarse_search_m=12.0,
     ),
 }
 

@@ -34,6 +34,7 @@ from denseflow_ros.model.projection import (
     to_native,
 )
 from denseflow_ros.model.refine import RefineEncoder
+from denseflow_ros.model.search import coarse_shift
 from denseflow_ros.model.trunk import Trunk
 from denseflow_ros.model.window import support_window
 
@@ -183,6 +184,7 @@ class DenseFlow(nn.Module):
     ) -> DenseFlowOutput | DenseFlowTrainingOutput | DenseFlowFeatures:
         cfg = self.config
         turns = cfg.native_turns
+        size_px = satellite.shape[-1]
         sat_feat = self.satellite_trunk(to_native(satellite, turns))
         grd_feat = self.ground_trunk(ground)
         grid = sat_feat.shape[-1]
@@ -211,6 +213,12 @@ class DenseFlow(nn.Module):
         gv, gu = torch.meshgrid(idx, idx, indexing="ij")
         coords0 = torch.stack([gu, gv], dim=0).expand(b, 2, grid, grid)
         coords1 = coords0.clone()
+        if cfg.coarse_search_m > 0:
+            cell_m = float(torch.as_tensor(mpp).min()) * size_px / grid
+            reach = min(int(cfg.coarse_search_m / cell_m), grid - 1)
+            shift = coarse_shift(corr_maps[:b].detach(), corr_maps[b:].detach(), mask, reach,
+                                 cfg.match_temperature)
+            coords1 = coords0 + shift[:, :, None, None] * maskf
         flows: list[torch.Tensor] = []
         confs: list[torch.Tensor] = []
         iterations = int(self.iterations)

@@ -73,11 +73,11 @@ SPECS: dict[str, Spec] = {
                            runtime=True),
     "min_coverage": Spec(0.5, "reject frames whose crop the tile cache covers less", 0.0, 1.0,
                          runtime=True),
-    "gate_sigma": Spec(3.0, "reject estimates farther from the prior than this many fix "
-                            "standard deviations (Mahalanobis); 0 = no gate", 0.0, 100.0,
-                       runtime=True),
-    "gate_floor_m": Spec(2.0, "standard deviation added to the fix's in the gate", 0.0, 1000.0,
-                         runtime=True),
+    "gate_sigma": Spec(3.0, "reject estimates farther from the prior than this many standard "
+                            "deviations of fix and estimate together (Mahalanobis); 0 = no "
+                            "gate", 0.0, 100.0, runtime=True),
+    "gate_floor_m": Spec(2.0, "standard deviation added to the fix's and the estimate's in the "
+                              "gate", 0.0, 1000.0, runtime=True),
     "max_yaw_correction_deg": Spec(0.0, "reject yaw corrections larger than this; 0 = off",
                                    0.0, 180.0, runtime=True),
     "default_fix_std_m": Spec(10.0, "fix standard deviation when its covariance is unknown",

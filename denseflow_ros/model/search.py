@@ -1,0 +1,75 @@
+# Copyright 2026 The denseflow_ros Authors
+# SPDX-License-Identifier: Apache-2.0
+"""A coarse exhaustive search for the BEV's shift, to start the flow decoder near the answer.
+
+The RAFT-style decoder looks up correlation only around its current flow, and from zero flow
+it must read a far match out of the pyramid's coarse levels. Along a road most cells match
+many places equally well; the few that do not (crossings, driveways, lamps) decide the shift.
+This search lets them: every visible BEV cell scores every satellite cell of the prior's
+window (a softmax over the window's cells of their cosine similarity), and the shift whose
+sum of log-probabilities over all visible cells is highest wins, refined to sub-cell by a
+soft-argmax over its 3 x 3 neighbours. Only translation is searched; the decoder and the
+pose fit resolve the rotation.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def coarse_shift(
+    bev: torch.Tensor, satellite: torch.Tensor, mask: torch.Tensor, reach_cells: int,
+    temperature: float,
+) -> torch.Tensor:
+    """Return the (B, 2) shift (du, dv) in cells that best carries the BEV onto the satellite.
+
+    ``bev``, ``satellite`` (B, C, A, A) and ``mask`` (B, 1, A, A) bool are in one layout;
+    shifts up to ``reach_cells`` along each axis are searched.
+    """
+    b, c, a, _ = bev.shape
+    r = int(reach_cells)
+    f1 = F.normalize(bev.float().reshape(b, c, a * a), dim=1)
+    f2 = F.normalize(satellite.float().reshape(b, c, a * a), dim=1)
+    logits = torch.bmm(f1.transpose(1, 2), f2) / temperature  # (B, A*A cells, A*A targets)
+    # Each cell's candidates are the (2r+1)^2 targets it can reach; outside the grid scores
+    # as uninformative (log-probability of a uniform choice).
+    padded = F.pad(logits.reshape(b * a * a, 1, a, a), (r, r, r, r), value=float("-inf"))
+    idx = torch.arange(a, device=bev.device)
+    gv, gu = torch.meshgrid(idx, idx, indexing="ij")
+    k = 2 * r + 1
+    # window[n, i, j] = padded[n, v + i, u + j] for cell n at (u, v): unfold every cell's
+    # own neighbourhood, then keep the one around the cell itself.
+    rows = (gv.reshape(-1)[:, None] + torch.arange(k, device=bev.device)[None])  # (A*A, k)
+    cols = (gu.reshape(-1)[:, None] + torch.arange(k, device=bev.device)[None])
+    p = padded.reshape(b, a * a, a + 2 * r, a + 2 * r)
+    window = p[:, torch.arange(a * a, device=bev.device)[:, None, None], rows[:, :, None],
+               cols[:, None, :]]  # (B, A*A, k, k)
+    inside = torch.isfinite(window)
+    logp = torch.log_softmax(window.reshape(b, a * a, k * k), dim=-1).reshape(b, a * a, k, k)
+    uniform = -torch.log(inside.sum(dim=(2, 3), keepdim=True).clamp(min=1).float())
+    logp = torch.where(inside, logp, uniform.expand_as(logp))
+    visible = mask.reshape(b, a * a, 1, 1).float()
+    score = (logp * visible).sum(dim=1) / visible.sum(dim=1).clamp(min=1.0)  # (B, k, k)
+    best = score.reshape(b, -1).argmax(dim=1)
+    bi, bj = best // k, best % k
+    return torch.stack([bj.float() - r + _peak_offset(score, bi, bj, along_rows=False),
+                        bi.float() - r + _peak_offset(score, bi, bj, along_rows=True)], dim=1)
+
+
+def _peak_offset(score: torch.Tensor, bi: torch.Tensor, bj: torch.Tensor,
+                 along_rows: bool) -> torch.Tensor:
+    # Sub-cell peak: the vertex of the parabola through the best score and its two neighbours
+    # along one axis (zero at the window's edge), within half a cell.
+    k = score.shape[-1]
+    batch = torch.arange(score.shape[0], device=score.device)
+    centre = bi if along_rows else bj
+    lo, hi = (centre - 1).clamp(min=0), (centre + 1).clamp(max=k - 1)
+    if along_rows:
+        s0, sm, sp = score[batch, bi, bj], score[batch, lo, bj], score[batch, hi, bj]
+    else:
+        s0, sm, sp = score[batch, bi, bj], score[batch, bi, lo], score[batch, bi, hi]
+    curvature = sm - 2.0 * s0 + sp
+    edge = (centre == 0) | (centre == k - 1) | (curvature >= 0)
+    off = 0.5 * (sm - sp) / torch.where(edge, torch.ones_like(curvature), curvature)
+    return torch.where(edge, torch.zeros_like(off), off.clamp(-0.5, 0.5))
