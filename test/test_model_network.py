@@ -217,3 +217,35 @@ def test_paper_presets_solve_pose_with_the_authors_centroid_rule() -> None:
     for name, weighted in expected.items():
         assert get_preset(name).weighted_centroids is weighted
     assert DenseFlow(get_preset("lite")).weighted_centroids is True
+
+
+def test_coarse_search_starts_the_decoder_at_the_searched_shift() -> None:
+    from denseflow_ros.model.projection import from_native
+    from denseflow_ros.model.search import coarse_shift
+
+    net = _net(coarse_search_m=12.0).eval()
+    # With the flow head silenced the decoder never moves: the output is where it started.
+    nn.init.zeros_(net.update.flow_head.conv2.weight)
+    nn.init.zeros_(net.update.flow_head.conv2.bias)
+    ground, sat, k = _inputs("lite", batch=2)
+    out = net(ground, sat, k)
+    feats = net(ground, sat, k, features_only=True)
+    cell_m = net.config.satellite_mpp * net.config.stride
+    expected = coarse_shift(feats.bev, feats.satellite, feats.mask, int(12.0 / cell_m),
+                            net.config.match_temperature)
+    assert expected.abs().max() > 0.5  # random weights still match somewhere off the prior
+    flow = from_native(out.flow, net.config.native_turns, vector=True)
+    # Convex upsampling mixes a cell with its neighbours (zero beyond the grid), and unseen
+    # cells are pinned at coordinate 0: compare two cells inside the view and the grid.
+    st = net.config.stride
+    padded = torch.nn.functional.pad(out.mask.float(), (2 * st,) * 4)
+    inner = torch.nn.functional.avg_pool2d(padded, 4 * st + 1, 1) > 0.999
+    for b in range(2):
+        seen = inner[b, 0]
+        assert int(seen.sum()) > 50
+        got = flow[b, :, seen] / net.config.stride  # satellite pixels -> cells
+        assert torch.allclose(got, expected[b][:, None].expand_as(got), atol=1e-3)
+    # Without the search the same silenced decoder stays at the prior.
+    net.config.coarse_search_m = 0.0
+    still = net(ground, sat, k).flow
+    assert float(still[inner.expand(-1, 2, -1, -1)].abs().max()) < 1e-4
