@@ -178,32 +178,36 @@ def test_interrupt_shuts_the_node_down(short_run, work_dir: Path, model: Path | 
 
 def test_cached_drive_logged_in_another_order_is_exported_again(tmp_path: Path) -> None:
     from denseflow_ros import bagio
-    from denseflow_ros.tools.demo import BAG_ORDER, SCENARIO_DEFAULTS, prepare_scenario
+    from denseflow_ros.tools.demo_scenario import (
+        BAG_ORDER,
+        ScenarioFiles,
+        ScenarioSettings,
+        prepare_scenario,
+    )
 
-    scenario = {**SCENARIO_DEFAULTS, "world_size_m": 300.0, "frames": 4,
-                "image_size": [207, 63]}
+    settings = ScenarioSettings(world_size_m=300.0, frames=4, image_size=(207, 63))
 
-    def order(files: dict) -> list[str]:
+    def order(files: ScenarioFiles) -> list[str]:
         """Return the topics of the bag's first frame, in the order a player sends them."""
-        msgs = list(bagio.iter_messages(files["bag"]))
+        msgs = list(bagio.iter_messages(files.bag))
         return [m.topic for m in msgs if m.stamp_ns == msgs[0].stamp_ns]
 
-    files = prepare_scenario(scenario, 3, tmp_path)
-    topics = files["topics"]
+    files = prepare_scenario(settings, 3, tmp_path)
+    topics = files.topics
     expected = [topics[k] for k in BAG_ORDER.split(",")]
     assert order(files) == expected
     # A cache from before the bag order was recorded (its bag logged the image first).
-    info = files["bag"].parent / "scenario.json"
+    info = files.bag.parent / "scenario.json"
     info.write_text(json.dumps({"frames": 3, "topics": topics}) + "\n")
-    marker = files["bag"] / "stale"
+    marker = files.bag / "stale"
     marker.write_text("")
-    files = prepare_scenario(scenario, 3, tmp_path)
+    files = prepare_scenario(settings, 3, tmp_path)
     assert not marker.exists()
     assert json.loads(info.read_text())["bag_order"] == BAG_ORDER
     assert order(files) == expected
     # A current cache is reused as it is.
     marker.write_text("")
-    prepare_scenario(scenario, 3, tmp_path)
+    prepare_scenario(settings, 3, tmp_path)
     assert marker.exists()
 
 

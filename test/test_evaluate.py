@@ -151,3 +151,36 @@ def test_evaluate_errors_are_one_sentence(tmp_path: Path, capsys: pytest.Capture
                    str(tmp_path / "poses")])
     assert rc == 1
     assert "no datum_lat/datum_lon metadata" in capsys.readouterr().err
+
+
+def test_evaluate_is_a_typed_function(tmp_path: Path) -> None:
+    from denseflow_ros.tools.evaluate import EvaluateOptions, evaluate
+
+    make_recording(tmp_path / "rec")
+    make_poses(tmp_path / "poses")
+    result = evaluate(tmp_path / "rec", tmp_path / "poses", EvaluateOptions())
+    counts = result.counts
+    assert (counts.poses, counts.matched, counts.without_ground_truth,
+            counts.without_prior, counts.ground_truth_frames) == (6, 5, 1, 0, 5)
+    assert result.stamps == [T0 + i * STEP for i in range(5)]
+    assert result.truth.shape == result.estimate.shape == result.prior.shape == (5, 3)
+    assert result.ground_truth_track.shape == (5, 2)
+    # Every matched pose carries a covariance: (x, y, yaw) of the message's 6 x 6.
+    assert result.covariance is not None and result.covariance.shape == (5, 3, 3)
+    assert result.doc["samples"] == 5
+    assert result.prior[:, 0] - result.truth[:, 0] == pytest.approx([PRIOR_EAST_OFFSET] * 5,
+                                                                   abs=1e-6)
+    moved = evaluate(tmp_path / "rec", str(tmp_path / "poses"),
+                     EvaluateOptions(antenna_x_m=1.0))
+    # The antenna 1 m ahead (heading north + 1.5 deg): the prior moves about 1 m south.
+    assert moved.prior[:, 1] == pytest.approx(result.prior[:, 1] - 1.0, abs=1e-3)
+
+
+def test_bad_datum_is_one_sentence(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    make_recording(tmp_path / "rec")
+    make_poses(tmp_path / "poses")
+    rc = cli_main(["evaluate", "--bag", str(tmp_path / "rec"), "--poses",
+                   str(tmp_path / "poses"), "--datum", "north"])
+    assert rc == 1
+    assert capsys.readouterr().err.strip() == (
+        "denseflow evaluate: expected LAT,LON, got 'north'")

@@ -11,15 +11,15 @@ the matcher has no acceptance gate.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from denseflow_ros import bagio, metrics
+from denseflow_ros.tools.demo_scenario import ScenarioFiles
 
 
-def localize_drive(files: dict[str, Any], geometry: Any, progress: bool = False) -> dict:
+def localize_drive(files: ScenarioFiles, geometry: Any, progress: bool = False) -> dict:
     """Return the summary ``M`` of the matcher's errors over the drive's frames."""
     from tqdm import tqdm
 
@@ -29,15 +29,15 @@ def localize_drive(files: dict[str, Any], geometry: Any, progress: bool = False)
     from denseflow_ros.sim import Drive
     from denseflow_ros.sim.export import frame_stamp_ns
 
-    drive = Drive.load(files["drive"])
+    drive = Drive.load(files.drive)
     matcher = NccBaseline(geometry.satellite_mpp, geometry.camera_height_m)
-    cache = SatelliteCache(str(files["tiles"]), cache_mb=256)
-    loc = Localizer(matcher, cache, geometry, MapFrame("enu", tuple(files["datum"])))
-    topics = files["topics"]
+    cache = SatelliteCache(str(files.tiles), cache_mb=256)
+    loc = Localizer(matcher, cache, geometry, MapFrame("enu", files.datum))
+    topics = files.topics
     k = None
     est, truth = [], []
     index = {frame_stamp_ns(drive, i): i for i in range(len(drive))}
-    messages = bagio.iter_messages(Path(files["bag"]), [topics["camera_info"], topics["image"]])
+    messages = bagio.iter_messages(files.bag, [topics["camera_info"], topics["image"]])
     frames = tqdm(messages, total=2 * len(drive), desc="NCC baseline", unit="msg",
                   leave=False, disable=not progress)
     for m in frames:

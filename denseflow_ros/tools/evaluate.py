@@ -23,7 +23,8 @@ import logging
 import math
 import re
 import sys
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -73,8 +74,88 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--antenna-y-m", type=float, default=0.0,
                         help="GNSS antenna position in base_link, left")
     record_tool.add_stop_arguments(parser)
-    parser.set_defaults(idle_timeout=10.0)
+    parser.set_defaults(idle_timeout=LIVE_IDLE_TIMEOUT_S)
     replay_dds.add_dds_arguments(parser)
+
+
+# A live pose topic is recorded until no pose arrived for this long (``--idle-timeout``).
+LIVE_IDLE_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class EvaluateOptions:
+    """How poses are read and matched; the fields follow ``denseflow evaluate``'s options.
+
+    Topics left None come from the recording's metadata; ``datum`` None is the recording's
+    ground-truth datum. ``live`` ends the recording of a live pose topic; ``dds`` and
+    ``domain_id`` set up DDS for it.
+    """
+
+    poses_topic: str | None = None
+    save_poses: Path | None = None
+    ground_truth_topic: str | None = None
+    fix_topic: str | None = None
+    imu_topic: str | None = None
+    map_projection: str = "enu"
+    datum: tuple[float, float] | None = None
+    utm_zone: int = 0
+    max_dt_s: float = 0.05
+    max_prior_dt_s: float = 0.5
+    antenna_x_m: float = 0.0
+    antenna_y_m: float = 0.0
+    live: record_tool.StopRules = field(
+        default_factory=lambda: record_tool.StopRules(idle_timeout_s=LIVE_IDLE_TIMEOUT_S))
+    dds: str = "auto"
+    domain_id: int | None = None
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> EvaluateOptions:
+        """Return the options of a ``denseflow evaluate`` command line."""
+        from denseflow_ros.tools.bag_common import latlon_arg
+
+        return cls(
+            poses_topic=args.poses_topic, save_poses=args.save_poses,
+            ground_truth_topic=args.ground_truth_topic, fix_topic=args.fix_topic,
+            imu_topic=args.imu_topic, map_projection=args.map_projection,
+            datum=latlon_arg(args.datum) if args.datum else None, utm_zone=args.utm_zone,
+            max_dt_s=args.max_dt_s, max_prior_dt_s=args.max_prior_dt_s,
+            antenna_x_m=args.antenna_x_m, antenna_y_m=args.antenna_y_m,
+            live=record_tool.StopRules.from_args(args), dds=args.dds, domain_id=args.domain_id)
+
+
+@dataclass
+class Counts:
+    """How many poses were read, matched, and why the others were not."""
+
+    poses: int
+    without_ground_truth: int = 0
+    without_prior: int = 0
+    ground_truth_frames: int = 0
+    matched: int = 0
+
+
+# (lateral m, longitudinal m, yaw deg) per matched pose, as metrics.pose_errors returns them.
+Errors = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+@dataclass
+class Evaluation:
+    """The results document and, per matched pose, the poses compared and their errors.
+
+    ``truth``, ``estimate`` and ``prior`` are (N, 3) east, north (m), yaw (rad) in the
+    recording's ENU frame; ``covariance`` (N, 3, 3) of (x, y, yaw) when every pose has one.
+    """
+
+    doc: dict[str, Any]
+    counts: Counts
+    stamps: list[int]
+    truth: np.ndarray
+    estimate: np.ndarray
+    prior: np.ndarray
+    prior_errors: Errors
+    estimate_errors: Errors
+    ground_truth_track: np.ndarray  # (M, 2) east, north of every ground-truth sample
+    covariance: np.ndarray | None
 
 
 @dataclass
@@ -180,7 +261,7 @@ class MapToBag:
         return float(e), float(n), math.atan2(float(n1) - float(n), float(e1) - float(e))
 
 
-def _read_reference(args: argparse.Namespace, custom: dict[str, str]
+def _read_reference(bag: Path, options: EvaluateOptions, custom: dict[str, str]
                     ) -> tuple[Track, Track, Track, tuple[float, float]]:
     """Read ground truth, prior fixes (ENU at the bag datum) and IMU headings from the bag."""
     from denseflow_ros import bagio
@@ -189,18 +270,18 @@ def _read_reference(args: argparse.Namespace, custom: dict[str, str]
     try:
         bag_datum = (float(custom["datum_lat"]), float(custom["datum_lon"]))
     except (KeyError, ValueError):
-        raise ValueError(f"{args.bag} has no datum_lat/datum_lon metadata; it was not made by "
+        raise ValueError(f"{bag} has no datum_lat/datum_lon metadata; it was not made by "
                          "denseflow bag or denseflow sim") from None
-    gt_topic = args.ground_truth_topic or custom.get("ground_truth_topic")
-    fix_topic = args.fix_topic or custom.get("fix_topic")
-    imu_topic = args.imu_topic or custom.get("imu_topic")
+    gt_topic = options.ground_truth_topic or custom.get("ground_truth_topic")
+    fix_topic = options.fix_topic or custom.get("fix_topic")
+    imu_topic = options.imu_topic or custom.get("imu_topic")
     if not gt_topic or not fix_topic:
         raise ValueError("give --ground-truth-topic and --fix-topic (the bag's metadata "
                          "does not name them)")
     enu = LocalEnu(*bag_datum)
     gt_rows, fix_rows, imu_rows = [], [], []
     wanted = [t for t in (gt_topic, fix_topic, imu_topic) if t]
-    for item in bagio.iter_messages(args.bag, wanted):
+    for item in bagio.iter_messages(bag, wanted):
         msg = item.msg
         stamp = bagio.stamp_to_ns(msg.header.stamp)
         if item.topic == gt_topic:
@@ -214,7 +295,7 @@ def _read_reference(args: argparse.Namespace, custom: dict[str, str]
         elif msg.orientation_covariance[0] != -1.0:
             imu_rows.append((stamp, 0.0, 0.0, _yaw(msg.orientation)))
     if not gt_rows:
-        raise ValueError(f"{args.bag} has no ground truth on {gt_topic}")
+        raise ValueError(f"{bag} has no ground truth on {gt_topic}")
     return Track.build(gt_rows), Track.build(fix_rows), Track.build(imu_rows), bag_datum
 
 
@@ -244,19 +325,19 @@ def _read_poses_bag(path: Path, topic: str) -> list[tuple[int, float, float, flo
     return rows
 
 
-def _record_poses(args: argparse.Namespace) -> list[tuple[int, float, float, float, Any]]:
-    """Record the pose topic live (until a stop condition) and return its poses."""
+def _record_poses(topic: str, options: EvaluateOptions, stop: threading.Event
+                  ) -> list[tuple[int, float, float, float, Any]]:
+    """Record the pose topic live (until ``stop`` or a stop rule) and return its poses."""
     from denseflow_ros import bagio
     from denseflow_ros.bagio import BagWriter
 
-    LOG.info("DDS: %s", replay_dds.apply_env(args))
+    LOG.info("DDS: %s", replay_dds.apply_env(options.dds, options.domain_id))
     store = bagio.typestore("humble")
     received: list[tuple[str, bytes]] = []
-    stop, restore = record_tool.install_stop_handlers()
     writer = None
     try:
-        if args.save_poses is not None:
-            writer = BagWriter(args.save_poses, "mcap",
+        if options.save_poses is not None:
+            writer = BagWriter(options.save_poses, "mcap",
                                metadata={"recorded_by": "denseflow evaluate"})
             writer.open()
 
@@ -265,20 +346,18 @@ def _record_poses(args: argparse.Namespace) -> list[tuple[int, float, float, flo
             if writer is not None:
                 writer.write(topic, msg_type, receive_ns, data)
 
-        summary = record_tool.record([args.poses], on_message, args, stop)
+        summary = record_tool.record([topic], on_message, options.live, stop)
         if writer is not None:
             writer.close()
     except BaseException:
         if writer is not None:
             writer.abort()
         raise
-    finally:
-        restore()
-    LOG.info("received %d poses on %s", summary["received"][args.poses], args.poses)
+    LOG.info("received %d poses on %s", summary.received[topic], topic)
     rows = []
     for msg_type, data in received:
         if msg_type not in POSE_TYPES:
-            raise ValueError(f"{args.poses} carries {msg_type}, not a pose type")
+            raise ValueError(f"{topic} carries {msg_type}, not a pose type")
         msg = store.deserialize_cdr(data, msg_type)
         position, orientation = _pose_fields(msg)
         rows.append((bagio.stamp_to_ns(msg.header.stamp), position.x, position.y,
@@ -286,39 +365,41 @@ def _record_poses(args: argparse.Namespace) -> list[tuple[int, float, float, flo
     return rows
 
 
-def evaluate(args: argparse.Namespace) -> tuple[dict, dict]:
-    """Return (the results document, details: matches, counts and the plotted tracks)."""
+def _read_poses(poses: str | Path, options: EvaluateOptions, stop: threading.Event
+                ) -> list[tuple[int, float, float, float, Any]]:
+    """Return (stamp, x, y, yaw, covariance) rows from a poses bag or a live topic."""
+    if is_topic(str(poses)):
+        return _record_poses(str(poses), options, stop)
+    path = Path(poses)
+    if not path.exists():
+        raise ValueError(f"poses bag {poses} does not exist")
+    return _read_poses_bag(path, _choose_pose_topic(path, options.poses_topic))
+
+
+def evaluate(bag: Path, poses: str | Path, options: EvaluateOptions,
+             stop: threading.Event | None = None) -> Evaluation:
+    """Score ``poses`` (a bag, or a topic recorded live until ``stop``) against ``bag``."""
     from denseflow_ros import metrics
 
-    custom = _custom_data(Path(args.bag))
-    truth, fixes, headings, bag_datum = _read_reference(args, custom)
-    if is_topic(args.poses):
-        rows = _record_poses(args)
-    else:
-        path = Path(args.poses)
-        if not path.exists():
-            raise ValueError(f"poses bag {args.poses} does not exist")
-        rows = _read_poses_bag(path, _choose_pose_topic(path, args.poses_topic))
-    if args.datum:
-        from denseflow_ros.tools.bag_common import latlon_arg
-
-        datum = latlon_arg(args.datum)
-    else:
-        datum = bag_datum
-    to_bag = MapToBag(bag_datum, args.map_projection, datum, args.utm_zone)
+    bag = Path(bag)
+    custom = _custom_data(bag)
+    truth, fixes, headings, bag_datum = _read_reference(bag, options, custom)
+    rows = _read_poses(poses, options, stop or threading.Event())
+    datum = options.datum or bag_datum
+    to_bag = MapToBag(bag_datum, options.map_projection, datum, options.utm_zone)
 
     est, pri, tru, covs, matched_stamps = [], [], [], [], []
-    counts = {"poses": len(rows), "without_ground_truth": 0, "without_prior": 0}
-    ax, ay = args.antenna_x_m, args.antenna_y_m
+    counts = Counts(poses=len(rows))
+    ax, ay = options.antenna_x_m, options.antenna_y_m
     for stamp, x, y, yaw, cov in sorted(rows, key=lambda r: r[:4]):
-        g = truth.nearest(stamp, args.max_dt_s)
+        g = truth.nearest(stamp, options.max_dt_s)
         if g is None:
-            counts["without_ground_truth"] += 1
+            counts.without_ground_truth += 1
             continue
-        f = fixes.nearest(stamp, args.max_prior_dt_s)
-        h = headings.nearest(stamp, args.max_prior_dt_s)
+        f = fixes.nearest(stamp, options.max_prior_dt_s)
+        h = headings.nearest(stamp, options.max_prior_dt_s)
         if f is None or h is None:
-            counts["without_prior"] += 1
+            counts.without_prior += 1
             continue
         heading = float(headings.yaw[h])
         # The fix is the antenna's position; the prior base_link lies behind it.
@@ -336,8 +417,8 @@ def evaluate(args: argparse.Namespace) -> tuple[dict, dict]:
         matched_stamps.append(stamp)
     if not est:
         raise ValueError(
-            f"none of the {len(rows)} poses matched ground truth within {args.max_dt_s} s "
-            f"and a prior within {args.max_prior_dt_s} s")
+            f"none of the {len(rows)} poses matched ground truth within {options.max_dt_s} s "
+            f"and a prior within {options.max_prior_dt_s} s")
     e, p, t = (np.array(v, dtype=np.float64) for v in (est, pri, tru))
     prior_errors = metrics.pose_errors(p[:, 0], p[:, 1], p[:, 2], t[:, 0], t[:, 1], t[:, 2])
     estimate_errors = metrics.pose_errors(e[:, 0], e[:, 1], e[:, 2], t[:, 0], t[:, 1],
@@ -348,17 +429,14 @@ def evaluate(args: argparse.Namespace) -> tuple[dict, dict]:
         dyaw = (e[:, 2] - t[:, 2] + math.pi) % (2 * math.pi) - math.pi
         doc["consistency"] = metrics.consistency(e[:, :2] - t[:, :2], cov[:, :2, :2], dyaw,
                                                  cov[:, 2, 2])
-    counts["ground_truth_frames"] = int(truth.stamps.size)
-    counts["matched"] = int(e.shape[0])
-    details = {"counts": counts, "estimate": e, "prior": p, "truth": t,
-               "stamps": matched_stamps, "prior_errors": prior_errors,
-               "estimate_errors": estimate_errors,
-               "ground_truth_track": np.stack([truth.east, truth.north], axis=1),
-               "covariance": np.array(covs) if len(covs) == len(est) else None}
-    return doc, details
+    counts.ground_truth_frames = int(truth.stamps.size)
+    counts.matched = int(e.shape[0])
+    return Evaluation(doc, counts, matched_stamps, t, e, p, prior_errors, estimate_errors,
+                      np.stack([truth.east, truth.north], axis=1),
+                      np.array(covs) if len(covs) == len(est) else None)
 
 
-def write_csv(details: dict, path: Path) -> None:
+def write_csv(result: Evaluation, path: Path) -> None:
     """Write one row per matched pose: stamp, truth, estimate, prior and their errors."""
     import csv
 
@@ -369,40 +447,13 @@ def write_csv(details: dict, path: Path) -> None:
     with path.open("w", newline="") as stream:
         out = csv.writer(stream)
         out.writerow(columns)
-        for k, stamp in enumerate(details["stamps"]):
+        for k, stamp in enumerate(result.stamps):
             row: list[float] = []
-            for track in (details["truth"], details["estimate"], details["prior"]):
+            for track in (result.truth, result.estimate, result.prior):
                 row += [track[k, 0], track[k, 1], math.degrees(track[k, 2])]
-            for errors in (details["estimate_errors"], details["prior_errors"]):
+            for errors in (result.estimate_errors, result.prior_errors):
                 row += [float(errors[0][k]), float(errors[1][k]), float(errors[2][k])]
             out.writerow([stamp, *(f"{v:.6f}" for v in row)])
-
-
-def plot_trajectory(details: dict, path: Path, title: str) -> None:
-    """Draw ground truth, priors and estimates (ENU metres) into a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    track, e, p = details["ground_truth_track"], details["estimate"], details["prior"]
-    fig, axes = plt.subplots(figsize=(8, 8))
-    axes.plot(track[:, 0], track[:, 1], "-", color="black", lw=1.5, label="ground truth")
-    axes.plot(p[:, 0], p[:, 1], ".", color="tab:orange", ms=5, label="prior (fix)")
-    axes.plot(e[:, 0], e[:, 1], ".", color="tab:blue", ms=5, label="estimate")
-    t = details["truth"]
-    for k in range(e.shape[0]):
-        axes.plot([t[k, 0], e[k, 0]], [t[k, 1], e[k, 1]], "-", color="tab:blue", lw=0.5,
-                  alpha=0.5)
-    axes.set_aspect("equal", adjustable="datalim")
-    axes.set_xlabel("east (m)")
-    axes.set_ylabel("north (m)")
-    axes.set_title(title)
-    axes.grid(True, alpha=0.3)
-    axes.legend(loc="best")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -411,22 +462,30 @@ def main(args: argparse.Namespace) -> int:
     from denseflow_ros.bagio import BagError
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # Ctrl-C ends a live recording and scores what arrived; over a bag it interrupts.
+    stop, restore = (record_tool.install_stop_handlers() if is_topic(args.poses)
+                     else (threading.Event(), lambda: None))
     try:
-        doc, details = evaluate(args)
-    except (ValueError, BagError, OSError) as err:
+        result = evaluate(args.bag, args.poses, EvaluateOptions.from_args(args), stop)
+    except (ValueError, argparse.ArgumentTypeError, BagError, OSError) as err:
         print(f"denseflow evaluate: {err}", file=sys.stderr)
         return 1
-    counts = details["counts"]
+    finally:
+        restore()
+    doc, counts = result.doc, result.counts
     print(metrics.format_table(doc))
-    print(f"matched {counts['matched']} of {counts['poses']} poses "
-          f"({counts['without_ground_truth']} without ground truth, "
-          f"{counts['without_prior']} without a prior); "
-          f"{counts['ground_truth_frames']} ground-truth frames")
+    print(f"matched {counts.matched} of {counts.poses} poses "
+          f"({counts.without_ground_truth} without ground truth, "
+          f"{counts.without_prior} without a prior); "
+          f"{counts.ground_truth_frames} ground-truth frames")
     if args.json is not None:
         args.json.write_text(json.dumps(doc, indent=2) + "\n")
     if args.csv is not None:
-        write_csv(details, args.csv)
+        write_csv(result, args.csv)
     if args.plot is not None:
-        plot_trajectory(details, args.plot, f"{Path(args.bag).name}: "
+        from denseflow_ros.plots import plot_trajectory
+
+        plot_trajectory(result.ground_truth_track, result.prior, result.estimate, args.plot,
+                        f"{Path(args.bag).name}: "
                         f"{doc['estimate']['distance_median_m']:.2f} m median error")
     return 0

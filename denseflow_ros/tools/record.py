@@ -11,12 +11,15 @@ record`` does. Recording stops on Ctrl-C / SIGTERM, after ``--duration``, after
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,15 +56,45 @@ def add_stop_arguments(parser: argparse.ArgumentParser) -> None:
                              "publishers)")
 
 
+@dataclass(frozen=True)
+class StopRules:
+    """When a recording ends (besides its stop event) and how it subscribes.
+
+    A zero ``duration_s``, ``max_messages`` or ``idle_timeout_s`` means no such limit.
+    """
+
+    duration_s: float = 0.0
+    max_messages: int = 0
+    idle_timeout_s: float = 0.0
+    discovery_timeout_s: float = 10.0
+    reliability: str = "reliable"
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> StopRules:
+        """Return the rules of the options :func:`add_stop_arguments` added."""
+        return cls(args.duration, args.max_messages, args.idle_timeout,
+                   args.discovery_timeout, args.reliability)
+
+
+@dataclass
+class RecordSummary:
+    """What a recording received: counts and types per topic, topics never published."""
+
+    received: dict[str, int]
+    types: dict[str, str]
+    never_published: list[str]
+    interrupted: bool
+
+
 def record(
     topics: Sequence[str],
     on_message: Callable[[str, str, int, bytes], None],
-    args: argparse.Namespace,
-    stop: list[bool],
-) -> dict:
+    rules: StopRules,
+    stop: threading.Event,
+) -> RecordSummary:
     """Subscribe to ``topics`` (raw) and call ``on_message(topic, type, receive_ns, cdr)``.
 
-    Returns counts and the topics whose type never appeared. rclpy must not be initialised.
+    Runs until ``stop`` is set or one of ``rules`` ends it. rclpy must not be initialised.
     """
     import rclpy
     from rclpy.signals import SignalHandlerOptions
@@ -74,7 +107,7 @@ def record(
     state = {"last": 0.0, "total": 0}
     try:
         node = rclpy.create_node("denseflow_record")
-        qos = replay_dds.qos_profile(args.reliability, depth=100)
+        qos = replay_dds.qos_profile(rules.reliability, depth=100)
 
         def subscribe(topic: str, msg_type: str) -> None:
             def callback(data: bytes) -> None:
@@ -89,39 +122,37 @@ def record(
             LOG.info("recording %s (%s)", topic, msg_type)
 
         start = time.monotonic()
-        while not stop[0]:
+        while not stop.is_set():
             now = time.monotonic()
             pending = [t for t in topics if t not in types]
-            if pending and now - start <= args.discovery_timeout:
+            if pending and now - start <= rules.discovery_timeout_s:
                 graph = dict(node.get_topic_names_and_types())
                 for topic in pending:
                     if graph.get(topic):
                         subscribe(topic, graph[topic][0])
             elif pending and not types:
                 raise ValueError(f"no publisher of {', '.join(pending)} appeared within "
-                                 f"{args.discovery_timeout:g} s")
-            if args.duration > 0 and now - start >= args.duration:
+                                 f"{rules.discovery_timeout_s:g} s")
+            if rules.duration_s > 0 and now - start >= rules.duration_s:
                 break
-            if args.max_messages > 0 and state["total"] >= args.max_messages:
+            if rules.max_messages > 0 and state["total"] >= rules.max_messages:
                 break
-            if (args.idle_timeout > 0 and state["total"] > 0
-                    and now - state["last"] >= args.idle_timeout):
+            if (rules.idle_timeout_s > 0 and state["total"] > 0
+                    and now - state["last"] >= rules.idle_timeout_s):
                 break
             rclpy.spin_once(node, timeout_sec=0.05)
         node.destroy_node()
     finally:
         rclpy.try_shutdown()
-    return {"received": counts, "types": types,
-            "never_published": [t for t in topics if t not in types],
-            "interrupted": stop[0]}
+    return RecordSummary(counts, types, [t for t in topics if t not in types], stop.is_set())
 
 
-def install_stop_handlers() -> tuple[list[bool], Callable[[], None]]:
-    """Make SIGINT/SIGTERM set a stop flag; return it and a function restoring the handlers."""
-    stop = [False]
+def install_stop_handlers() -> tuple[threading.Event, Callable[[], None]]:
+    """Make SIGINT/SIGTERM set a stop event; return it and a function restoring the handlers."""
+    stop = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
-        stop[0] = True
+        stop.set()
 
     old_int = signal.signal(signal.SIGINT, on_signal)
     old_term = signal.signal(signal.SIGTERM, on_signal)
@@ -143,7 +174,7 @@ def main(args: argparse.Namespace) -> int:
     from denseflow_ros.bagio import BagError, BagWriter
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    LOG.info("DDS: %s", replay_dds.apply_env(args))
+    LOG.info("DDS: %s", replay_dds.apply_env(args.dds, args.domain_id))
     stop, restore = install_stop_handlers()
     failures: list[str] = []
 
@@ -154,19 +185,21 @@ def main(args: argparse.Namespace) -> int:
             bag.write(topic, msg_type, stamp_ns, data)
         except Exception as err:  # noqa: BLE001 - OSError, sqlite3 and mcap errors alike
             failures.append(f"writing {topic} failed ({err}); recording stopped")
-            stop[0] = True
+            stop.set()
 
     try:
         with BagWriter(args.out, args.storage, overwrite=args.overwrite,
                        metadata={"recorded_by": "denseflow record"}) as bag:
-            summary = record(args.topics, lambda *m: write(bag, *m), args, stop)
+            result = record(args.topics, lambda *m: write(bag, *m), StopRules.from_args(args),
+                            stop)
     except (ValueError, BagError, OSError) as err:
         print(f"denseflow record: {'; '.join([*failures, str(err)])}", file=sys.stderr)
         return 1
     finally:
         restore()
+    summary = dataclasses.asdict(result)
+    summary["interrupted"] = result.interrupted and not failures
     summary["bag"] = str(args.out)
-    summary["interrupted"] = summary["interrupted"] and not failures
     summary["written"] = dict(bag.counts)
     print(json.dumps(summary, indent=2))
     if failures:

@@ -12,11 +12,13 @@ for rclpy is skipped and reported.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
-import signal
 import sys
+import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -92,84 +94,120 @@ class _Player:
             time.sleep(0.05)
 
 
-def play(args: argparse.Namespace, stop: list[bool]) -> dict:
-    """Publish the bag; return counts and timing. ``stop[0]`` ends playback early."""
+@dataclass(frozen=True)
+class PlayOptions:
+    """How a bag is played: speed, topics (None: all), /clock, discovery waits, QoS."""
+
+    rate: float = 1.0
+    topics: list[str] | None = None
+    clock: bool = False
+    clock_hz: float = 40.0
+    delay_s: float = 0.5
+    wait_for_subscribers_s: float = 0.0
+    reliability: str = "reliable"
+    start_offset_s: float = 0.0
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> PlayOptions:
+        """Return the options of a ``denseflow replay`` command line."""
+        return cls(args.rate, args.topics, args.clock, args.clock_hz, args.delay,
+                   args.wait_for_subscribers, args.reliability, args.start_offset)
+
+
+@dataclass
+class PlaySummary:
+    """What a playback published, skipped and how long it took (wall seconds)."""
+
+    bag: str
+    published: dict[str, int]
+    skipped_topics: dict[str, str] = field(default_factory=dict)
+    topics_without_subscribers: list[str] = field(default_factory=list)
+    wall_s: float = 0.0
+    interrupted: bool = False
+
+
+def _topic_types(bag: Path, wanted: list[str] | None) -> dict[str, str]:
+    """Return {topic: type} of the bag's ``wanted`` topics (None: all of them)."""
+    from denseflow_ros import bagio
+
+    available = bagio.bag_topics(bag)
+    wanted = list(available) if wanted is None else wanted
+    missing = [t for t in wanted if t not in available]
+    if missing:
+        raise ValueError(f"{bag} has no topic {', '.join(missing)}")
+    return {t: available[t][0] for t in wanted}
+
+
+def play(bag: Path, options: PlayOptions, stop: threading.Event) -> PlaySummary:
+    """Publish the bag with its timing; setting ``stop`` ends playback at once."""
     import rclpy
     from rclpy.signals import SignalHandlerOptions
 
     from denseflow_ros import bagio
 
-    if not args.rate > 0:
-        raise ValueError(f"--rate must be > 0, got {args.rate}")
-    available = bagio.bag_topics(args.bag)
-    wanted = list(available) if args.topics is None else args.topics
-    missing = [t for t in wanted if t not in available]
-    if missing:
-        raise ValueError(f"{args.bag} has no topic {', '.join(missing)}")
-    topics = {t: available[t][0] for t in wanted}
-
+    if not options.rate > 0:
+        raise ValueError(f"--rate must be > 0, got {options.rate}")
+    topics = _topic_types(bag, options.topics)
     # The tool's own SIGINT/SIGTERM handlers end playback cleanly; rclpy's would shut the
     # context down under a publish call.
     rclpy.init(args=None, signal_handler_options=SignalHandlerOptions.NO)
     try:
         node = rclpy.create_node("denseflow_replay")
-        player = _Player(node, topics, args.reliability, args.clock)
-        time.sleep(max(0.0, args.delay))
-        lonely = player.wait_for_subscribers(args.wait_for_subscribers) \
-            if args.wait_for_subscribers > 0 else []
-        counts = dict.fromkeys(player.publishers, 0)
+        player = _Player(node, topics, options.reliability, options.clock)
+        stop.wait(max(0.0, options.delay_s))
+        lonely = player.wait_for_subscribers(options.wait_for_subscribers_s) \
+            if options.wait_for_subscribers_s > 0 else []
+        summary = PlaySummary(str(bag), dict.fromkeys(player.publishers, 0), player.skipped,
+                              lonely)
         first_ns: int | None = None
         start_wall = 0.0
-        clock_period = 1.0 / args.clock_hz if args.clock_hz > 0 else float("inf")
-        for item in bagio.iter_messages(args.bag, list(player.publishers), raw=True):
-            if stop[0]:
+        rate = options.rate
+        clock_period = 1.0 / options.clock_hz if options.clock_hz > 0 else float("inf")
+        for item in bagio.iter_messages(bag, list(player.publishers), raw=True):
+            if stop.is_set():
                 break
             if first_ns is None:
-                first_ns = item.stamp_ns + int(args.start_offset * 1e9)
+                first_ns = item.stamp_ns + int(options.start_offset_s * 1e9)
                 start_wall = time.monotonic()
             if item.stamp_ns < first_ns:
                 continue
-            target = start_wall + (item.stamp_ns - first_ns) * 1e-9 / args.rate
-            while not stop[0]:
+            target = start_wall + (item.stamp_ns - first_ns) * 1e-9 / rate
+            while not stop.is_set():
                 now = time.monotonic()
                 if now >= target:
                     break
-                player.publish_clock(first_ns + int((now - start_wall) * args.rate * 1e9))
-                time.sleep(min(target - now, clock_period))
+                player.publish_clock(first_ns + int((now - start_wall) * rate * 1e9))
+                stop.wait(min(target - now, clock_period))
+            if stop.is_set():
+                break
             player.publish_clock(item.stamp_ns)
             player.publishers[item.topic].publish(item.msg)
-            counts[item.topic] += 1
-        wall = time.monotonic() - start_wall if first_ns is not None else 0.0
+            summary.published[item.topic] += 1
+        summary.wall_s = round(time.monotonic() - start_wall if first_ns is not None else 0.0,
+                               3)
         # Let reliable messages still in flight reach slow subscribers before shutdown.
         time.sleep(0.2)
         node.destroy_node()
     finally:
         rclpy.try_shutdown()
-    return {"bag": str(args.bag), "published": counts, "skipped_topics": player.skipped,
-            "topics_without_subscribers": lonely, "wall_s": round(wall, 3),
-            "interrupted": stop[0]}
+    summary.interrupted = stop.is_set()
+    return summary
 
 
 def main(args: argparse.Namespace) -> int:
     """Replay the bag and print a JSON summary."""
     from denseflow_ros.bagio import BagError
+    from denseflow_ros.tools.record import install_stop_handlers
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    how = replay_dds.apply_env(args)
-    LOG.info("DDS: %s", how)
-    stop = [False]
-
-    def on_signal(signum: int, frame: Any) -> None:
-        stop[0] = True
-
-    previous = signal.signal(signal.SIGINT, on_signal), signal.signal(signal.SIGTERM, on_signal)
+    LOG.info("DDS: %s", replay_dds.apply_env(args.dds, args.domain_id))
+    stop, restore = install_stop_handlers()
     try:
-        summary = play(args, stop)
+        summary = play(args.bag, PlayOptions.from_args(args), stop)
     except (ValueError, BagError, OSError) as err:
         print(f"denseflow replay: {err}", file=sys.stderr)
         return 1
     finally:
-        signal.signal(signal.SIGINT, previous[0])
-        signal.signal(signal.SIGTERM, previous[1])
-    print(json.dumps(summary, indent=2))
+        restore()
+    print(json.dumps(dataclasses.asdict(summary), indent=2))
     return 0

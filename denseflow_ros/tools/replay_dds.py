@@ -56,9 +56,9 @@ def choose_env(mode: str, domain_id: int | None,
     return loopback_env(domain, base=env), f"loopback only, domain {domain}"
 
 
-def apply_env(args: argparse.Namespace) -> str:
+def apply_env(mode: str, domain_id: int | None) -> str:
     """Set this process's DDS environment per ``--dds``/``--domain-id`` (before rclpy.init)."""
-    env, how = choose_env(args.dds, args.domain_id)
+    env, how = choose_env(mode, domain_id)
     os.environ.update(env)
     return how
 
