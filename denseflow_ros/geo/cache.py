@@ -22,6 +22,7 @@ import os
 import sqlite3
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -241,6 +242,166 @@ def _design(un: np.ndarray, vn: np.ndarray) -> np.ndarray:
     return np.stack([np.ones_like(un), un, vn, un * un, un * vn, vn * vn], axis=-1)
 
 
+def _crop_geometry(lat: float, lon: float, heading_deg: float, size_px: int, mpp: float
+                   ) -> CropGeometry:
+    """Check a crop request; return its geometry with the longitude wrapped to [-180, 180)."""
+    for name, value in (("lat", lat), ("lon", lon), ("heading_deg", heading_deg),
+                        ("mpp", mpp)):
+        if not isinstance(value, int | float | np.floating | np.integer) \
+                or not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if abs(lat) > MAX_LATITUDE_DEG:
+        raise ValueError(f"latitude {lat} is outside Web Mercator's +-85.05 degrees")
+    if mpp <= 0:
+        raise ValueError(f"mpp must be positive, got {mpp}")
+    if int(size_px) != size_px or not 1 <= size_px <= MAX_CROP_PX:
+        raise ValueError(f"size_px must be an integer in 1..{MAX_CROP_PX}, got {size_px}")
+    lon = (float(lon) + 180.0) % 360.0 - 180.0
+    return CropGeometry(float(lat), lon, float(heading_deg), int(size_px), float(mpp))
+
+
+@dataclass(frozen=True)
+class Mosaic:
+    """The source pixels of a global pixel ``box`` (x0, y0, x1, y1) at ``zoom``, low-passed.
+
+    ``image`` is RGB, ``valid`` its 0/255 mask (None: all valid); after ``levels`` halvings
+    and a Gaussian of ``sigma`` one mosaic pixel spans ``factor`` source pixels.
+    """
+
+    zoom: int
+    levels: int
+    sigma: float
+    box: tuple[int, int, int, int]
+    image: np.ndarray
+    valid: np.ndarray | None
+    factor: float
+
+    def holds(self, zoom: int, levels: int, sigma: float, box: tuple[int, int, int, int]
+              ) -> bool:
+        """Return whether this mosaic serves a crop needing ``box`` with this filtering."""
+        x0, y0, x1, y1 = self.box
+        return ((self.zoom, self.levels, self.sigma) == (zoom, levels, sigma)
+                and x0 <= box[0] and y0 <= box[1] and box[2] <= x1 and box[3] <= y1)
+
+
+def _global_px(geometry: CropGeometry, world_px: float, u: np.ndarray, v: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Return global source pixels (integer at pixel centres) of crop pixels, exactly."""
+    la, lo = geometry.pixel_to_latlon(u, v)
+    # Unwrapped about the centre: a crop across the antimeridian stays contiguous
+    # (the part beyond +-180 degrees is reported invalid, not fetched).
+    lo = geometry.lon + (np.asarray(lo) - geometry.lon + 180.0) % 360.0 - 180.0
+    wx, wy = lonlat_to_world(lo, la)
+    return wx * world_px - 0.5, wy * world_px - 0.5
+
+
+@dataclass(frozen=True)
+class _SourceMap:
+    """Crop pixel -> global source pixel at one zoom: exact, and as a fitted quadratic.
+
+    The quadratic is in pixel offsets from the crop centre normalised by half the size, its
+    values relative to ``origin`` (absolute global pixels reach 2^38).
+    """
+
+    geometry: CropGeometry
+    world_px: float
+    origin: tuple[float, float]
+    coef_x: np.ndarray
+    coef_y: np.ndarray
+    fit_error: float
+    curvature: float
+    reach: float
+
+    @classmethod
+    def fit(cls, geometry: CropGeometry, world_px: float) -> _SourceMap:
+        """Fit the map on a grid of control points; check it on the cells' midpoints."""
+        size_px, centre, half = geometry.size_px, geometry.centre_px, geometry.size_px / 2.0
+        grid = np.linspace(0.0, size_px - 1.0, _CONTROL_POINTS)
+        gu, gv = np.meshgrid(grid, grid)
+        gx, gy = _global_px(geometry, world_px, gu, gv)
+        ox, oy = float(np.floor(gx.mean())), float(np.floor(gy.mean()))
+        design = _design(((gu - centre) / half).ravel(), ((gv - centre) / half).ravel())
+        coef_x = np.linalg.lstsq(design, (gx - ox).ravel(), rcond=None)[0]
+        coef_y = np.linalg.lstsq(design, (gy - oy).ravel(), rcond=None)[0]
+        mid = (grid[:-1] + grid[1:]) / 2.0
+        mu, mv = np.meshgrid(mid, mid)
+        mx, my = _global_px(geometry, world_px, mu, mv)
+        check = _design(((mu - centre) / half).ravel(), ((mv - centre) / half).ravel())
+        fit_error = max(np.abs(check @ coef_x - (mx - ox).ravel()).max(),
+                        np.abs(check @ coef_y - (my - oy).ravel()).max())
+        curvature = max(np.abs(design[:, 3:] @ coef_x[3:]).max(),
+                        np.abs(design[:, 3:] @ coef_y[3:]).max())
+        # How far the crop reaches from its centre, in source pixels, at any heading.
+        reach = float(np.hypot(gx - (ox + coef_x[0]), gy - (oy + coef_y[0])).max())
+        return cls(geometry, world_px, (ox, oy), coef_x, coef_y, float(fit_error),
+                   float(curvature), reach)
+
+    def low_pass(self) -> tuple[int, float, float]:
+        """Return the anti-aliasing: pyrDown levels, Gaussian sigma, margin in source px."""
+        # Source pixels per crop pixel, from the map's Jacobian at the centre.
+        half = self.geometry.size_px / 2.0
+        cx, cy = self.coef_x, self.coef_y
+        scale = math.sqrt(abs(cx[1] * cy[2] - cx[2] * cy[1])) / half
+        levels = 0
+        while scale >= 2.0 and levels < 8:
+            scale /= 2.0
+            levels += 1
+        # Rounded, so that successive crops agree on it and can share a low-passed mosaic.
+        sigma = round(10.0 * math.sqrt(scale * scale - 1.0)) / 20.0 if scale > 1.05 else 0.0
+        return levels, sigma, 2.0 + 3.0 * sigma * (1 << levels) + (1 << (levels + 2))
+
+    def source_box(self, margin: float) -> tuple[tuple[int, int, int, int], bool]:
+        """Return the global pixel box to read and whether it is whole inside the map.
+
+        The box is a square around the centre that holds the crop at any heading, so that
+        the next frame's crop, turned or not, can reuse its mosaic.
+        """
+        centre_x, centre_y = self.origin[0] + self.coef_x[0], self.origin[1] + self.coef_y[0]
+        reach = self.reach + margin
+        end = int(self.world_px)
+        box = (min(max(int(math.floor(centre_x - reach)), 0), end),
+               min(max(int(math.floor(centre_y - reach)), 0), end),
+               min(max(int(math.ceil(centre_x + reach)) + 1, 0), end),
+               min(max(int(math.ceil(centre_y + reach)) + 1, 0), end))
+        inside = (box[0] <= centre_x - reach and box[1] <= centre_y - reach
+                  and centre_x + reach < box[2] and centre_y + reach < box[3])
+        return box, inside
+
+    def sampler(self, mosaic: Mosaic) -> Callable[[np.ndarray], np.ndarray]:
+        """Return a function resampling a mosaic-sized array into the crop."""
+        import cv2
+
+        size_px, centre, half = self.geometry.size_px, self.geometry.centre_px, \
+            self.geometry.size_px / 2.0
+        px0, py0 = mosaic.box[:2]
+        factor = mosaic.factor
+        # Mosaic coordinates of the fitted map: shift from the fit origin to the mosaic corner.
+        shift_x, shift_y = self.origin[0] - px0, self.origin[1] - py0
+        if self.fit_error <= _FIT_TOLERANCE_PX and self.curvature < _AFFINE_TOLERANCE_PX:
+            # The curvature over the whole crop is under 0.01 px: one affine warp is exact.
+            cx = np.array([self.coef_x[1], self.coef_x[2], self.coef_x[0] + shift_x]) / factor
+            cy = np.array([self.coef_y[1], self.coef_y[2], self.coef_y[0] + shift_y]) / factor
+            affine = np.array([[cx[0] / half, cx[1] / half,
+                                cx[2] - (cx[0] + cx[1]) * centre / half],
+                               [cy[0] / half, cy[1] / half,
+                                cy[2] - (cy[0] + cy[1]) * centre / half]])
+            return lambda array: cv2.warpAffine(
+                array, affine, (size_px, size_px), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        if self.fit_error > _FIT_TOLERANCE_PX:
+            # Very large crops: the quadratic is not enough, use the exact map per pixel.
+            axis = np.arange(size_px, dtype=np.float64)
+            ex, ey = _global_px(self.geometry, self.world_px, *np.meshgrid(axis, axis))
+            map_x = ((ex - px0) / factor).astype(np.float32)
+            map_y = ((ey - py0) / factor).astype(np.float32)
+        else:
+            basis = _basis(size_px)
+            map_x = _evaluate(self.coef_x, shift_x, factor, basis)
+            map_y = _evaluate(self.coef_y, shift_y, factor, basis)
+        return lambda array: cv2.remap(array, map_x, map_y, cv2.INTER_LINEAR,
+                                       borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
 class SatelliteCache:
     """Metric, heading-aligned crops from an XYZ folder or an MBTiles file.
 
@@ -256,7 +417,7 @@ class SatelliteCache:
         self.tiles = TileLRU(self.source, int(cache_mb * (1 << 20)))
         self.max_tiles_per_crop = int(max_tiles_per_crop)
         self._prepared_lock = threading.Lock()
-        self._prepared: tuple | None = None
+        self._prepared: Mosaic | None = None
 
     def __enter__(self) -> SatelliteCache:
         """Return the cache itself."""
@@ -282,74 +443,16 @@ class SatelliteCache:
         Pixels outside the cache's tiles are black and False in the mask; ``coverage`` is the
         mask's mean. ``zoom`` overrides the zoom chosen from ``mpp``.
         """
-        for name, value in (("lat", lat), ("lon", lon), ("heading_deg", heading_deg),
-                            ("mpp", mpp)):
-            if not isinstance(value, int | float | np.floating | np.integer) \
-                    or not math.isfinite(value):
-                raise ValueError(f"{name} must be a finite number, got {value!r}")
-        if abs(lat) > MAX_LATITUDE_DEG:
-            raise ValueError(f"latitude {lat} is outside Web Mercator's +-85.05 degrees")
-        if mpp <= 0:
-            raise ValueError(f"mpp must be positive, got {mpp}")
-        if int(size_px) != size_px or not 1 <= size_px <= MAX_CROP_PX:
-            raise ValueError(f"size_px must be an integer in 1..{MAX_CROP_PX}, got {size_px}")
-        size_px = int(size_px)
-        lon = (float(lon) + 180.0) % 360.0 - 180.0
-        geometry = CropGeometry(float(lat), lon, float(heading_deg), size_px, float(mpp))
+        geometry = _crop_geometry(lat, lon, heading_deg, size_px, mpp)
+        size_px = geometry.size_px
         if zoom is None:
             zoom = self.choose_zoom(mpp, lat)
         elif zoom not in self.source.zooms:
             raise ValueError(f"zoom {zoom} is not in the cache (zooms {self.source.zooms})")
-        tile_px = self.source.tile_size
-        world_px = float(tile_px * (1 << zoom))
-
-        def to_global(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            la, lo = geometry.pixel_to_latlon(u, v)
-            # Unwrapped about the centre: a crop across the antimeridian stays contiguous
-            # (the part beyond +-180 degrees is reported invalid, not fetched).
-            lo = lon + (np.asarray(lo) - lon + 180.0) % 360.0 - 180.0
-            wx, wy = lonlat_to_world(lo, la)
-            # Global pixel index with integer values at pixel centres.
-            return wx * world_px - 0.5, wy * world_px - 0.5
-
-        half = size_px / 2.0
-        centre = geometry.centre_px
-        grid = np.linspace(0.0, size_px - 1.0, _CONTROL_POINTS)
-        gu, gv = np.meshgrid(grid, grid)
-        gx, gy = to_global(gu, gv)
-        # Fit relative to the crop centre's global pixel: absolute values reach 2^38.
-        origin_x, origin_y = float(np.floor(gx.mean())), float(np.floor(gy.mean()))
-        design = _design(((gu - centre) / half).ravel(), ((gv - centre) / half).ravel())
-        coef_x = np.linalg.lstsq(design, (gx - origin_x).ravel(), rcond=None)[0]
-        coef_y = np.linalg.lstsq(design, (gy - origin_y).ravel(), rcond=None)[0]
-        mid = (grid[:-1] + grid[1:]) / 2.0
-        mu, mv = np.meshgrid(mid, mid)
-        mx, my = to_global(mu, mv)
-        check = _design(((mu - centre) / half).ravel(), ((mv - centre) / half).ravel())
-        fit_error = max(np.abs(check @ coef_x - (mx - origin_x).ravel()).max(),
-                        np.abs(check @ coef_y - (my - origin_y).ravel()).max())
-
-        # Anti-aliasing: source pixels per crop pixel, from the map's Jacobian at the centre.
-        scale = math.sqrt(abs(coef_x[1] * coef_y[2] - coef_x[2] * coef_y[1])) / half
-        levels = 0
-        while scale >= 2.0 and levels < 8:
-            scale /= 2.0
-            levels += 1
-        # Rounded, so that successive crops agree on it and can share a low-passed mosaic.
-        sigma = round(10.0 * math.sqrt(scale * scale - 1.0)) / 20.0 if scale > 1.05 else 0.0
-        margin = 2.0 + 3.0 * sigma * (1 << levels) + (1 << (levels + 2))
-        # The needed source box is a square around the centre that holds the crop at any
-        # heading, so that the next frame's crop, turned or not, can reuse this mosaic.
-        centre_x, centre_y = origin_x + coef_x[0], origin_y + coef_y[0]
-        reach = float(np.hypot(gx - centre_x, gy - centre_y).max()) + margin
-        world_end = int(world_px)
-        box = (min(max(int(math.floor(centre_x - reach)), 0), world_end),
-               min(max(int(math.floor(centre_y - reach)), 0), world_end),
-               min(max(int(math.ceil(centre_x + reach)) + 1, 0), world_end),
-               min(max(int(math.ceil(centre_y + reach)) + 1, 0), world_end))
-        full_inside = (box[0] <= centre_x - reach and box[1] <= centre_y - reach
-                       and centre_x + reach < box[2] and centre_y + reach < box[3])
-        count = _tile_count(box, tile_px)
+        fit = _SourceMap.fit(geometry, float(self.source.tile_size * (1 << zoom)))
+        levels, sigma, margin = fit.low_pass()
+        box, full_inside = fit.source_box(margin)
+        count = _tile_count(box, self.source.tile_size)
         if count == 0:
             empty = np.zeros((size_px, size_px), dtype=bool)
             return Crop(image=np.zeros((size_px, size_px, 3), np.uint8), mask=empty,
@@ -358,72 +461,33 @@ class SatelliteCache:
             raise ValueError(
                 f"a {size_px} px crop at {mpp} m/px needs {count} tiles at zoom {zoom}, over "
                 f"the limit of {self.max_tiles_per_crop}; the cache lacks coarser zooms")
-        mosaic, valid, factor, (px0, py0) = self._prepared_mosaic(zoom, box, levels, sigma)
-        # Mosaic coordinates of the fitted map: shift from the fit origin to the mosaic corner.
-        shift_x = origin_x - px0
-        shift_y = origin_y - py0
-
-        import cv2
-
-        if fit_error > _FIT_TOLERANCE_PX:
-            # Very large crops: the quadratic is not enough, use the exact map per pixel.
-            axis = np.arange(size_px, dtype=np.float64)
-            fu, fv = np.meshgrid(axis, axis)
-            ex, ey = to_global(fu, fv)
-            map_x = ((ex - px0) / factor).astype(np.float32)
-            map_y = ((ey - py0) / factor).astype(np.float32)
-            affine = None
-        elif max(np.abs(design[:, 3:] @ coef_x[3:]).max(),
-                 np.abs(design[:, 3:] @ coef_y[3:]).max()) < _AFFINE_TOLERANCE_PX:
-            # The curvature over the whole crop is under 0.01 px: one affine warp is exact.
-            cx = np.array([coef_x[1], coef_x[2], coef_x[0] + shift_x]) / factor
-            cy = np.array([coef_y[1], coef_y[2], coef_y[0] + shift_y]) / factor
-            affine = np.array([[cx[0] / half, cx[1] / half, cx[2] - (cx[0] + cx[1]) * centre
-                                / half],
-                               [cy[0] / half, cy[1] / half, cy[2] - (cy[0] + cy[1]) * centre
-                                / half]])
-        else:
-            basis = _basis(size_px)
-            map_x = _evaluate(coef_x, shift_x, factor, basis)
-            map_y = _evaluate(coef_y, shift_y, factor, basis)
-            affine = None
-
-        def sample(array: np.ndarray) -> np.ndarray:
-            if affine is not None:
-                return cv2.warpAffine(array, affine, (size_px, size_px),
-                                      flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                                      borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-            return cv2.remap(array, map_x, map_y, cv2.INTER_LINEAR,
-                             borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-
-        image = sample(mosaic)
-        if valid is None and full_inside:
-            mask = np.ones((size_px, size_px), dtype=bool)
-            coverage = 1.0
-        else:
-            if valid is None:
-                valid = np.full(mosaic.shape[:2], 255, dtype=np.uint8)
-            # Bilinear weights are multiples of 1/32: any invalid neighbour pulls 255 below 248.
-            mask = sample(valid) > 250
-            image[~mask] = 0
-            coverage = float(mask.mean())
-        return Crop(image=image, mask=mask, coverage=coverage, geometry=geometry, zoom=zoom)
+        mosaic = self._prepared_mosaic(zoom, box, levels, sigma)
+        sample = fit.sampler(mosaic)
+        image = sample(mosaic.image)
+        if mosaic.valid is None and full_inside:
+            return Crop(image=image, mask=np.ones((size_px, size_px), dtype=bool),
+                        coverage=1.0, geometry=geometry, zoom=zoom)
+        valid = mosaic.valid
+        if valid is None:
+            valid = np.full(mosaic.image.shape[:2], 255, dtype=np.uint8)
+        # Bilinear weights are multiples of 1/32: any invalid neighbour pulls 255 below 248.
+        mask = sample(valid) > 250
+        image[~mask] = 0
+        return Crop(image=image, mask=mask, coverage=float(mask.mean()), geometry=geometry,
+                    zoom=zoom)
 
     def _prepared_mosaic(self, zoom: int, box: tuple[int, int, int, int], levels: int,
-                         sigma: float
-                         ) -> tuple[np.ndarray, np.ndarray | None, float, tuple[int, int]]:
-        """Return the (low-passed) mosaic holding a global pixel box, its mask, factor, origin.
+                         sigma: float) -> Mosaic:
+        """Return the (low-passed) mosaic holding a global pixel box at ``zoom``.
 
         Successive crops along a drive need nearly the same pixels, so the last mosaic is kept
         (one mosaic, outside ``cache_mb``, with a few metres to spare) and reused while it
         holds the next crop's box.
         """
-        key = (zoom, levels, sigma)
         with self._prepared_lock:
             last = self._prepared
-        if last is not None and last[0] == key and last[1] <= box[0] and last[2] <= box[1] \
-                and box[2] <= last[3] and box[3] <= last[4]:
-            return last[5], last[6], last[7], (last[1], last[2])
+        if last is not None and last.holds(zoom, levels, sigma, box):
+            return last
         spare = _SPARE_PX << levels
         end = self.source.tile_size << zoom
         grown = (max(box[0] - spare, 0), max(box[1] - spare, 0), min(box[2] + spare, end),
@@ -431,16 +495,17 @@ class SatelliteCache:
         if _tile_count(grown, self.source.tile_size) <= self.max_tiles_per_crop:
             box = grown
         failures = self.tiles.transient_errors
-        mosaic, valid = self._mosaic(zoom, box)
-        mosaic, valid, factor = _low_pass(mosaic, valid, levels, sigma)
+        image, valid = self._mosaic(zoom, box)
+        image, valid, factor = _low_pass(image, valid, levels, sigma)
+        mosaic = Mosaic(zoom, levels, sigma, box, image, valid, factor)
         # A tile that failed to read may read next time: keep only mosaics read cleanly.
         if self.tiles.transient_errors == failures:
-            for array in (mosaic, valid):
+            for array in (image, valid):
                 if array is not None:
                     array.setflags(write=False)
             with self._prepared_lock:
-                self._prepared = (key, *box, mosaic, valid, factor)
-        return mosaic, valid, factor, (box[0], box[1])
+                self._prepared = mosaic
+        return mosaic
 
     def _mosaic(self, zoom: int, box: tuple[int, int, int, int]
                 ) -> tuple[np.ndarray, np.ndarray | None]:
