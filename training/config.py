@@ -37,7 +37,8 @@ class TrainConfig:
     shift_range_lat_m: float = 20.0
     rotation_range_deg: float = 10.0
     iterations: int | None = None
-    # Optimisation (MODEL.md): AdamW, OneCycle with 5 % linear warm-up, clip 1.0.
+    # Optimisation: AdamW, a OneCycle schedule with a 5 % linear warm-up, gradients clipped
+    # to norm 1.0.
     epochs: int = 20
     total_steps: int | None = None
     batch_size: int = 16
@@ -47,7 +48,9 @@ class TrainConfig:
     adam_eps: float = 1e-8
     pct_start: float = 0.05
     clip_grad: float = 1.0
-    # Loss (MODEL.md) and the two stages.
+    # Loss coefficients (the terms are defined in training.losses; these are the only
+    # defaults of training.losses.LossWeights) and the two stages: flow and confidence
+    # terms alone, then the pose term from pose_loss_start_epoch on.
     pose_loss_start_epoch: int = 16
     gamma: float = 0.8
     conf_weight: float = 100.0

@@ -32,21 +32,25 @@ from denseflow_ros.model import analytic_flow
 from denseflow_ros.model.projection import from_native
 
 
-@dataclass
+@dataclass(frozen=True)
 class LossWeights:
-    """Coefficients of the loss (MODEL.md's values by default)."""
+    """Coefficients of the loss, as named in the module docstring.
 
-    gamma: float = 0.8
-    conf_weight: float = 100.0
-    conf_k: float = 0.05
-    pose_weight: float = 50.0
-    pose_u: float = 10.0
-    pose_v: float = 10.0
-    pose_yaw: float = 10.0
-    confidence_loss: str = "paper"
-    confidence_tolerance_px: float = 8.0
-    nce_weight: float = 0.0
-    nce_temperature: float = 0.1
+    Their defaults live in one place, :class:`training.config.TrainConfig`'s fields of the
+    same names (:func:`training.train.loss_weights` copies them by name).
+    """
+
+    gamma: float
+    conf_weight: float
+    conf_k: float
+    pose_weight: float
+    pose_u: float
+    pose_v: float
+    pose_yaw: float
+    confidence_loss: str
+    confidence_tolerance_px: float
+    nce_weight: float
+    nce_temperature: float
 
 
 def ground_truth_flow(

@@ -191,28 +191,8 @@ def _export(net: DenseFlow, path: Path, half: bool, **metadata: Any) -> None:
     save_checkpoint(clone, path, **{**metadata, "dtype": "float16"})
 
 
-def train(cfg: TrainConfig) -> dict[str, Any]:
-    """Run (or resume) one training run; return a summary with the per-step logs."""
-    info, device = setup_distributed(cfg.device)
-    out = Path(cfg.out)
-    _setup_logging(out, info.is_main)
-    if not cfg.root:
-        raise ValueError("no dataset root: pass --root or set root in the config")
-    if info.is_main:
-        with open(out / "config.yaml", "w", encoding="utf-8") as f:
-            yaml.safe_dump(to_dict(cfg), f, sort_keys=False)
-
-    generate = cfg.dataset_options.get("generate") if cfg.dataset == "synthetic" else None
-    if generate:
-        # One process writes the synthetic export; the others wait for it.
-        if info.is_main:
-            from training.synthetic import ensure_export
-
-            ensure_export(cfg.root, generate, progress=sys.stderr.isatty())
-        if info.world > 1:
-            dist.barrier()
-    net = build_model(cfg).to(device)
-    net.flow_trains_encoders = cfg.flow_trains_encoders
+def _open_data(cfg: TrainConfig, net: DenseFlow) -> tuple[Any, Any | None]:
+    """Return the training split and the validation split (None when there is none)."""
     opts = crop_options_for(
         net.config, cfg.dataset, shift_range_lon_m=cfg.shift_range_lon_m,
         shift_range_lat_m=cfg.shift_range_lat_m, rotation_range_deg=cfg.rotation_range_deg,
@@ -226,208 +206,305 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     except (FileNotFoundError, ValueError) as exc:
         LOG.warning("no validation split (%s): best.pt will not be written", exc)
         val_set = None
-    per_step = cfg.batch_size * cfg.grad_accum * info.world
-    steps_per_epoch = len(train_set) // per_step
+    return train_set, val_set
+
+
+class _Run:
+    """One run's network, optimiser, schedule and position, saved as and resumed from last.pt.
+
+    The position is (``step``, ``epoch``, ``epoch_step``: batches done in ``epoch``) and
+    ``best``, the best validation score so far.
+    """
+
+    def __init__(self, cfg: TrainConfig, info: Any, device: torch.device, net: DenseFlow,
+                 total_steps: int) -> None:
+        self.cfg, self.info, self.device, self.net = cfg, info, device, net
+        self.opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr,
+                                     weight_decay=cfg.weight_decay, eps=cfg.adam_eps)
+        self.sched = torch.optim.lr_scheduler.OneCycleLR(
+            self.opt, max_lr=cfg.lr, total_steps=total_steps + 1, pct_start=cfg.pct_start,
+            cycle_momentum=False, anneal_strategy="linear",
+        )
+        self.use_amp = cfg.amp and device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.step, self.epoch, self.epoch_step, self.best = 0, 0, 0, math.inf
+        self.state_path = Path(cfg.out) / "last.pt"
+        self.model: torch.nn.Module = net
+        self.weights = loss_weights(cfg)
+        self.nonfinite = 0
+        self.data_wait = 0.0
+
+    def resume(self) -> None:
+        """Load last.pt: weights, optimiser, schedule, scaler, position and RNG states."""
+        if not self.state_path.is_file():
+            raise FileNotFoundError(f"--resume: no training state at {self.state_path}")
+        state = torch.load(self.state_path, map_location="cpu", weights_only=True)
+        if state.get("format") != STATE_FORMAT:
+            raise ValueError(f"{self.state_path} is not a training state file")
+        changed = config_changes(state.get("config", {}), to_dict(self.cfg))
+        if changed:
+            raise ValueError(f"--resume: {self.state_path} was trained with other values of "
+                             f"{', '.join(changed)}; resume with the same config")
+        self.net.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.step, self.epoch = state["step"], state["epoch"]
+        self.epoch_step, self.best = state["epoch_step"], state["best"]
+        _set_rng_state(state["rng"])
+        LOG.info("resumed from %s at step %d (epoch %d, batch %d)", self.state_path, self.step,
+                 self.epoch, self.epoch_step)
+
+    def save_state(self) -> None:
+        """Write last.pt (main process only)."""
+        if not self.info.is_main:
+            return
+        payload = {
+            "format": STATE_FORMAT, "model": self.net.state_dict(),
+            "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
+            "scaler": self.scaler.state_dict(), "step": self.step, "epoch": self.epoch,
+            "epoch_step": self.epoch_step, "best": self.best, "rng": _rng_state(),
+            "config": to_dict(self.cfg),
+        }
+        write_state(self.state_path, payload)
+
+    def distribute(self) -> None:
+        """Wrap the network for DDP when several processes train."""
+        if self.info.world > 1:
+            self.model = DistributedDataParallel(
+                self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+
+    def epoch_batches(self, train_set: Any) -> Iterator[Any]:
+        """Return this epoch's batches, without those already done (mid-epoch resume)."""
+        cfg, info = self.cfg, self.info
+        train_set.set_epoch(self.epoch)
+        sampler = DistributedSampler(train_set, num_replicas=info.world, rank=info.rank,
+                                     shuffle=True, seed=cfg.seed, drop_last=True)
+        sampler.set_epoch(self.epoch)
+        skip = self.epoch_step * cfg.batch_size * cfg.grad_accum
+        loader = make_loader(train_set, cfg.batch_size, cfg.num_workers,
+                             seed=cfg.seed * 1000 + self.epoch,
+                             sampler=SkipSampler(sampler, skip))
+        return iter(loader)
+
+    def train_step(self, batches: Iterator[Any], with_pose: bool
+                   ) -> tuple[dict[str, float], float]:
+        """Take one optimiser step over ``grad_accum`` batches; return its logs, grad norm.
+
+        A step whose loss or gradient is not finite is skipped, never learned from.
+        """
+        cfg = self.cfg
+        self.opt.zero_grad(set_to_none=True)
+        logs: dict[str, float] = {}
+        features_only = self.step < cfg.nce_warmup_steps
+        for micro in range(cfg.grad_accum):
+            waited = time.monotonic()
+            batch = to_device(next(batches), self.device)
+            self.data_wait += time.monotonic() - waited
+            sync = micro == cfg.grad_accum - 1 or self.info.world == 1
+            ctx = self.model.no_sync() if not sync else contextlib.nullcontext()
+            with ctx:
+                with torch.autocast(self.device.type, dtype=torch.float16,
+                                    enabled=self.use_amp):
+                    out_ = forward(self.model, batch, features_only)
+                loss, logs = total_loss(out_, batch, self.weights,
+                                        with_pose and not features_only,
+                                        self.net.config.native_turns)
+                self.scaler.scale(loss / cfg.grad_accum).backward()
+        self.scaler.unscale_(self.opt)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.clip_grad)
+        if math.isfinite(logs["loss"]) and math.isfinite(float(grad_norm)):
+            self.scaler.step(self.opt)
+            self.nonfinite = 0
+        else:
+            self.nonfinite += 1
+            LOG.warning("step %d: non-finite loss or gradient, batch skipped (%d in a "
+                        "row)", self.step, self.nonfinite)
+            if self.nonfinite >= MAX_NONFINITE_STEPS:
+                raise RuntimeError(f"{self.nonfinite} non-finite steps in a row at step "
+                                   f"{self.step}: lower the learning rate or check the data")
+        self.scaler.update()
+        self.sched.step()
+        self.step += 1
+        self.epoch_step += 1
+        return logs, float(grad_norm)
+
+    def log_step(self, logs: dict[str, float], grad_norm: float, started: float, step0: int,
+                 writer: Any) -> None:
+        """Log one step's losses, learning rate and speed; add them to TensorBoard."""
+        elapsed = time.monotonic() - started
+        lr = self.sched.get_last_lr()[0]
+        LOG.info("step %d epoch %d loss %.4f flow %s pose %s epe %s px nce %s acc %s "
+                 "lr %.3g grad %.3f; %.2f s/step, waiting for data %.0f %%", self.step,
+                 self.epoch, logs["loss"], _fmt(logs, "flow_loss"), _fmt(logs, "pose_loss"),
+                 _fmt(logs, "epe"), _fmt(logs, "nce_loss"), _fmt(logs, "nce_acc"), lr,
+                 grad_norm, elapsed / (self.step - step0),
+                 100.0 * self.data_wait / max(elapsed, 1e-9))
+        if writer is not None:
+            for key, value in logs.items():
+                writer.add_scalar(f"train/{key}", value, self.step)
+            writer.add_scalar("train/lr", lr, self.step)
+
+    def validate(self, val_set: Any, writer: Any) -> dict:
+        """Score the network on the validation split; export best.pt when it improved."""
+        cfg = self.cfg
+        pred = predict(self.net, val_set, self.device, cfg.val_batch_size or cfg.batch_size,
+                       cfg.num_workers, self.info, limit=cfg.val_limit, amp=self.use_amp)
+        results = score(pred)
+        value = float(results["estimate"][cfg.select_metric])
+        LOG.info("validation after epoch %d: %s %.4f (prior %.4f), median %.3f m",
+                 self.epoch, cfg.select_metric, value,
+                 float(results["prior"][cfg.select_metric]),
+                 results["estimate"]["distance_median_m"])
+        if writer is not None:
+            writer.add_scalar(f"val/{cfg.select_metric}", value, self.step)
+        if value < self.best:
+            self.best = value
+            if self.info.is_main:
+                _export(self.net, Path(cfg.out) / "best.pt", cfg.save_half, epoch=self.epoch,
+                        step=self.step, validation=results, dataset=cfg.dataset)
+        return results
+
+
+def _check_replicas(net: DenseFlow, info: Any) -> None:
+    """Raise when DDP replicas hold different weights (a silent divergence ruins a run)."""
+    digest = float(sum(p.detach().double().sum() for p in net.parameters()))
+    digests: list[float] = [0.0] * info.world
+    dist.all_gather_object(digests, digest)
+    if len(set(digests)) != 1:
+        raise RuntimeError(f"replicas diverged: parameter sums {digests}")
+    LOG.info("all %d ranks hold the same weights (parameter sum %.9g)", info.world, digest)
+
+
+def _export_chosen(cfg: TrainConfig, val_set: Any | None, device: torch.device) -> None:
+    """Write ``cfg.export``: best.pt (else model.pt) in float16, calibrated on validation."""
+    out = Path(cfg.out)
+    chosen = out / "best.pt" if (out / "best.pt").is_file() else out / "model.pt"
+    final = load_model(chosen)
+    meta = dict(read_checkpoint(chosen).get("metadata", {}))
+    n_val = 0 if val_set is None else min(len(val_set), cfg.val_limit or len(val_set))
+    if 0 < n_val < MIN_CALIBRATION_SAMPLES:
+        LOG.warning("covariance calibration skipped: %d validation samples, it needs "
+                    "%d; the export is uncalibrated", n_val, MIN_CALIBRATION_SAMPLES)
+    elif val_set is not None:
+        from training.calibrate import fit_on
+
+        calibration, before, after = fit_on(final, val_set, device,
+                                            cfg.val_batch_size or cfg.batch_size,
+                                            cfg.num_workers, cfg.val_limit)
+        meta["covariance_calibration"] = calibration
+        LOG.info("covariance calibration on %s: %s; position NEES mean %.2f -> %.2f",
+                 cfg.val_split, calibration, before["position_nees_mean"],
+                 after["position_nees_mean"])
+    Path(cfg.export).parent.mkdir(parents=True, exist_ok=True)
+    _export(final, Path(cfg.export), True, **{**meta, "source": chosen.name})
+    LOG.info("exported %s as float16 to %s", chosen.name, cfg.export)
+
+
+def _prepare(cfg: TrainConfig, info: Any, out: Path) -> None:
+    """Log to RUN_DIR, write its config.yaml and the synthetic export the run reads."""
+    _setup_logging(out, info.is_main)
+    if not cfg.root:
+        raise ValueError("no dataset root: pass --root or set root in the config")
+    if info.is_main:
+        with open(out / "config.yaml", "w", encoding="utf-8") as f:
+            yaml.safe_dump(to_dict(cfg), f, sort_keys=False)
+    generate = cfg.dataset_options.get("generate") if cfg.dataset == "synthetic" else None
+    if generate:
+        # One process writes the synthetic export; the others wait for it.
+        if info.is_main:
+            from training.synthetic import ensure_export
+
+            ensure_export(cfg.root, generate, progress=sys.stderr.isatty())
+        if info.world > 1:
+            dist.barrier()
+
+
+def _schedule(cfg: TrainConfig, samples: int, world: int) -> tuple[int, int, int]:
+    """Return (steps per epoch, total steps, epochs) for ``samples`` training samples."""
+    per_step = cfg.batch_size * cfg.grad_accum * world
+    steps_per_epoch = samples // per_step
     if steps_per_epoch < 1:
         raise ValueError(
-            f"{len(train_set)} training samples do not fill one step of {per_step} "
+            f"{samples} training samples do not fill one step of {per_step} "
             "(batch size x accumulation x processes)"
         )
     total_steps = cfg.total_steps or cfg.epochs * steps_per_epoch
-    epochs = math.ceil(total_steps / steps_per_epoch)
+    return steps_per_epoch, total_steps, math.ceil(total_steps / steps_per_epoch)
+
+
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    """Run (or resume) one training run; return a summary with the per-step logs."""
+    info, device = setup_distributed(cfg.device)
+    out = Path(cfg.out)
+    _prepare(cfg, info, out)
+    net = build_model(cfg).to(device)
+    net.flow_trains_encoders = cfg.flow_trains_encoders
+    train_set, val_set = _open_data(cfg, net)
+    steps_per_epoch, total_steps, epochs = _schedule(cfg, len(train_set), info.world)
     LOG.info("%s %s: %d samples, %d validation; %d steps/epoch, %d steps, %d epochs, "
              "%d process(es) on %s", cfg.dataset, cfg.train_split, len(train_set),
              len(val_set) if val_set else 0, steps_per_epoch, total_steps, epochs, info.world,
              device)
-
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                            eps=cfg.adam_eps)
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=cfg.lr, total_steps=total_steps + 1, pct_start=cfg.pct_start,
-        cycle_momentum=False, anneal_strategy="linear",
-    )
-    use_amp = cfg.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    step, epoch, epoch_step, best = 0, 0, 0, math.inf
-    state_path = out / "last.pt"
+    run = _Run(cfg, info, device, net, total_steps)
     if cfg.resume:
-        if not state_path.is_file():
-            raise FileNotFoundError(f"--resume: no training state at {state_path}")
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-        if state.get("format") != STATE_FORMAT:
-            raise ValueError(f"{state_path} is not a training state file")
-        changed = config_changes(state.get("config", {}), to_dict(cfg))
-        if changed:
-            raise ValueError(f"--resume: {state_path} was trained with other values of "
-                             f"{', '.join(changed)}; resume with the same config")
-        net.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        step, epoch, epoch_step = state["step"], state["epoch"], state["epoch_step"]
-        best = state["best"]
-        _set_rng_state(state["rng"])
-        LOG.info("resumed from %s at step %d (epoch %d, batch %d)", state_path, step, epoch,
-                 epoch_step)
-    model: torch.nn.Module = net
-    if info.world > 1:
-        model = DistributedDataParallel(
-            net, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    weights = loss_weights(cfg)
+        run.resume()
+    run.distribute()
     writer = _tensorboard(out, info.is_main)
-
-    def save_state() -> None:
-        if not info.is_main:
-            return
-        payload = {
-            "format": STATE_FORMAT, "model": net.state_dict(), "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(), "scaler": scaler.state_dict(), "step": step,
-            "epoch": epoch, "epoch_step": epoch_step, "best": best, "rng": _rng_state(),
-            "config": to_dict(cfg),
-        }
-        write_state(state_path, payload)
-
     stop_at = total_steps if cfg.max_steps is None else min(total_steps, cfg.max_steps)
     val_results: dict | None = None
     history: list[dict[str, float]] = []
-    started = time.monotonic()
-    step0, data_wait, nonfinite = step, 0.0, 0
-    model.train()
-    while step < stop_at and epoch < epochs:
-        train_set.set_epoch(epoch)
-        sampler = DistributedSampler(train_set, num_replicas=info.world, rank=info.rank,
-                                     shuffle=True, seed=cfg.seed, drop_last=True)
-        sampler.set_epoch(epoch)
-        skip = epoch_step * cfg.batch_size * cfg.grad_accum
-        loader = make_loader(train_set, cfg.batch_size, cfg.num_workers,
-                             seed=cfg.seed * 1000 + epoch, sampler=SkipSampler(sampler, skip))
-        with_pose = epoch >= cfg.pose_loss_start_epoch
-        batches = iter(loader)
+    started, step0 = time.monotonic(), run.step
+    run.model.train()
+    while run.step < stop_at and run.epoch < epochs:
+        batches = run.epoch_batches(train_set)
+        with_pose = run.epoch >= cfg.pose_loss_start_epoch
         progress = None
         if info.is_main:
             from tqdm import tqdm
 
-            progress = tqdm(total=steps_per_epoch, initial=epoch_step, desc=f"epoch {epoch}",
-                            unit="step", leave=False, disable=not sys.stderr.isatty())
-        while epoch_step < steps_per_epoch and step < stop_at:
-            opt.zero_grad(set_to_none=True)
-            logs: dict[str, float] = {}
-            features_only = step < cfg.nce_warmup_steps
-            for micro in range(cfg.grad_accum):
-                waited = time.monotonic()
-                batch = to_device(next(batches), device)
-                data_wait += time.monotonic() - waited
-                sync = micro == cfg.grad_accum - 1 or info.world == 1
-                ctx = model.no_sync() if not sync else contextlib.nullcontext()
-                with ctx:
-                    with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                        out_ = forward(model, batch, features_only)
-                    loss, logs = total_loss(out_, batch, weights,
-                                            with_pose and not features_only,
-                                            net.config.native_turns)
-                    scaler.scale(loss / cfg.grad_accum).backward()
-            scaler.unscale_(opt)
-            grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.clip_grad)
-            if math.isfinite(logs["loss"]) and math.isfinite(float(grad_norm)):
-                scaler.step(opt)
-                nonfinite = 0
-            else:
-                # A batch that yields NaN or infinity is skipped, never learned from.
-                nonfinite += 1
-                LOG.warning("step %d: non-finite loss or gradient, batch skipped (%d in a "
-                            "row)", step, nonfinite)
-                if nonfinite >= MAX_NONFINITE_STEPS:
-                    raise RuntimeError(f"{nonfinite} non-finite steps in a row at step {step}: "
-                                       "lower the learning rate or check the data")
-            scaler.update()
-            sched.step()
-            step += 1
-            epoch_step += 1
-            if cfg.save_every and step % cfg.save_every == 0 and epoch_step < steps_per_epoch:
-                save_state()
+            progress = tqdm(total=steps_per_epoch, initial=run.epoch_step,
+                            desc=f"epoch {run.epoch}", unit="step", leave=False,
+                            disable=not sys.stderr.isatty())
+        while run.epoch_step < steps_per_epoch and run.step < stop_at:
+            logs, grad_norm = run.train_step(batches, with_pose)
+            if (cfg.save_every and run.step % cfg.save_every == 0
+                    and run.epoch_step < steps_per_epoch):
+                run.save_state()
             history.append(dict(logs))
             if progress is not None:
                 progress.update(1)
                 progress.set_postfix(loss=f"{logs['loss']:.3f}",
                                      epe=f"{logs.get('epe', math.nan):.2f}")
-            if step % cfg.log_every == 0 or step == stop_at:
-                elapsed = time.monotonic() - started
-                LOG.info("step %d epoch %d loss %.4f flow %s pose %s epe %s px nce %s acc %s "
-                         "lr %.3g grad %.3f; %.2f s/step, waiting for data %.0f %%", step,
-                         epoch, logs["loss"], _fmt(logs, "flow_loss"), _fmt(logs, "pose_loss"),
-                         _fmt(logs, "epe"), _fmt(logs, "nce_loss"), _fmt(logs, "nce_acc"),
-                         sched.get_last_lr()[0], float(grad_norm), elapsed / (step - step0),
-                         100.0 * data_wait / max(elapsed, 1e-9))
-                if writer is not None:
-                    for key, value in logs.items():
-                        writer.add_scalar(f"train/{key}", value, step)
-                    writer.add_scalar("train/lr", sched.get_last_lr()[0], step)
+            if run.step % cfg.log_every == 0 or run.step == stop_at:
+                run.log_step(logs, grad_norm, started, step0, writer)
         if progress is not None:
             progress.close()
-        if epoch_step < steps_per_epoch and step < total_steps:
-            save_state()  # stopped by --max-steps inside an epoch
+        if run.epoch_step < steps_per_epoch and run.step < total_steps:
+            run.save_state()  # stopped by --max-steps inside an epoch
             break
         # The epoch is complete: validate, keep the best, checkpoint.
-        epoch += 1
-        epoch_step = 0
+        run.epoch += 1
+        run.epoch_step = 0
         if val_set is not None:
-            pred = predict(net, val_set, device, cfg.val_batch_size or cfg.batch_size,
-                           cfg.num_workers, info, limit=cfg.val_limit, amp=use_amp)
-            val_results = score(pred)
-            value = float(val_results["estimate"][cfg.select_metric])
-            LOG.info("validation after epoch %d: %s %.4f (prior %.4f), median %.3f m",
-                     epoch, cfg.select_metric, value,
-                     float(val_results["prior"][cfg.select_metric]),
-                     val_results["estimate"]["distance_median_m"])
-            if writer is not None:
-                writer.add_scalar(f"val/{cfg.select_metric}", value, step)
-            if value < best:
-                best = value
-                if info.is_main:
-                    _export(net, out / "best.pt", cfg.save_half, epoch=epoch, step=step,
-                            validation=val_results, dataset=cfg.dataset)
-        save_state()
-    finished = step >= total_steps
+            val_results = run.validate(val_set, writer)
+        run.save_state()
+    finished = run.step >= total_steps
     if info.world > 1:
-        # DDP keeps replicas in lockstep; check it, since a silent divergence ruins a run.
-        digest = float(sum(p.detach().double().sum() for p in net.parameters()))
-        digests: list[float] = [0.0] * info.world
-        dist.all_gather_object(digests, digest)
-        if len(set(digests)) != 1:
-            raise RuntimeError(f"replicas diverged: parameter sums {digests}")
-        LOG.info("all %d ranks hold the same weights (parameter sum %.9g)", info.world, digest)
+        _check_replicas(net, info)
     if finished and info.is_main:
-        _export(net, out / "model.pt", cfg.save_half, epoch=epoch, step=step,
+        _export(net, out / "model.pt", cfg.save_half, epoch=run.epoch, step=run.step,
                 dataset=cfg.dataset)
         if cfg.export:
-            chosen = out / "best.pt" if (out / "best.pt").is_file() else out / "model.pt"
-            final = load_model(chosen)
-            meta = dict(read_checkpoint(chosen).get("metadata", {}))
-            n_val = 0 if val_set is None else min(len(val_set), cfg.val_limit or len(val_set))
-            if 0 < n_val < MIN_CALIBRATION_SAMPLES:
-                LOG.warning("covariance calibration skipped: %d validation samples, it needs "
-                            "%d; the export is uncalibrated", n_val, MIN_CALIBRATION_SAMPLES)
-            elif val_set is not None:
-                from training.calibrate import fit_on
-
-                calibration, before, after = fit_on(final, val_set, device,
-                                                    cfg.val_batch_size or cfg.batch_size,
-                                                    cfg.num_workers, cfg.val_limit)
-                meta["covariance_calibration"] = calibration
-                LOG.info("covariance calibration on %s: %s; position NEES mean %.2f -> %.2f",
-                         cfg.val_split, calibration, before["position_nees_mean"],
-                         after["position_nees_mean"])
-            Path(cfg.export).parent.mkdir(parents=True, exist_ok=True)
-            _export(final, Path(cfg.export), True, **{**meta, "source": chosen.name})
-            LOG.info("exported %s as float16 to %s", chosen.name, cfg.export)
-    LOG.info("%s at step %d of %d after %.1f s", "finished" if finished else "stopped", step,
-             total_steps, time.monotonic() - started)
+            _export_chosen(cfg, val_set, device)
+    LOG.info("%s at step %d of %d after %.1f s", "finished" if finished else "stopped",
+             run.step, total_steps, time.monotonic() - started)
     if writer is not None:
         writer.close()
     if info.world > 1:
         dist.barrier()
-    return {"step": step, "epoch": epoch, "finished": finished, "best": best,
+    return {"step": run.step, "epoch": run.epoch, "finished": finished, "best": run.best,
             "validation": val_results, "history": history}
 
 
