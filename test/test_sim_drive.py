@@ -20,7 +20,7 @@ from denseflow_ros.sim import (
     simulate_drive,
 )
 from denseflow_ros.sim.drive import gauss_markov
-from denseflow_ros.sim.world import SURF_MARKING, SURF_ROAD
+from denseflow_ros.sim.layout import SURF_MARKING, SURF_ROAD
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from denseflow_ros.sim import World, generate_world, kitti_intrinsics, render_ground
-from denseflow_ros.sim.world import MAT_TREE, MAT_TRUNK, MAT_WALL, SURF_MARKING, SURF_ROAD
+from denseflow_ros.sim.layout import MAT_TREE, MAT_TRUNK, MAT_WALL, SURF_MARKING, SURF_ROAD
 
 W, H = 621, 188  # KITTI's 1242 x 375 halved
 HC = 1.65

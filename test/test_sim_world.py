@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from denseflow_ros.sim import World, generate_world
-from denseflow_ros.sim.world import (
+from denseflow_ros.sim.layout import (
     MAT_BUILDING,
     MAT_CAR,
     MAT_POLE,

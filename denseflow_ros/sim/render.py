@@ -23,11 +23,12 @@ and for vertical structure up to the step length (0.75 raster pixels near the ca
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 from denseflow_ros.camera import scale_intrinsics
-from denseflow_ros.sim.world import (
+from denseflow_ros.sim.layout import (
     CAR_COLOURS,
     FACADE_COLOURS,
     MAT_BUILDING,
@@ -41,8 +42,8 @@ from denseflow_ros.sim.world import (
     SURF_MARKING,
     SURF_ROAD,
     SURF_SIDEWALK,
-    World,
 )
+from denseflow_ros.sim.world import World
 
 _Z_NEAR_M = 0.3
 _CANOPY_BASE = 0.4  # canopy underside, as a fraction of the canopy's height
@@ -165,49 +166,79 @@ def _place_objects(world: World, rng: np.random.Generator, east: float, north: f
     return boxes
 
 
-def render_ground(world: World, K: np.ndarray, width: int, height: int, east_m: float,
-                  north_m: float, yaw_rad: float, camera_height_m: float = 1.65,
-                  seed: int = 0, return_depth: bool = False
-                  ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    """Render the ground camera at (east_m, north_m, yaw_rad); return (height, width, 3) RGB.
+@dataclass(frozen=True)
+class _View:
+    """A ground camera: pose (ENU, heading cos/sin), pinhole intrinsics and image size."""
 
-    ``K`` is the 3x3 pinhole intrinsic matrix for the ``width`` x ``height`` image (OpenCV
-    camera frame: x right, y down, z forward along the vehicle heading, optical axis
-    horizontal at ``camera_height_m`` above the flat ground). ``seed`` places the cars and
-    pedestrians and varies exposure and noise; the same arguments give the same image.
-    With ``return_depth``, also return each pixel's depth along the optical axis (metres,
-    float32, infinite for the sky).
+    east: float
+    north: float
+    yaw: float
+    c: float
+    s: float
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    hc: float
+    width: int
+    height: int
+    tan_u: np.ndarray  # (width,) horizontal ray slope of each column, float32
+
+    @classmethod
+    def build(cls, K: np.ndarray, width: int, height: int, east_m: float, north_m: float,
+              yaw_rad: float, camera_height_m: float) -> _View:
+        """Check the camera and return its view."""
+        K = np.asarray(K, dtype=np.float64)
+        if K.shape != (3, 3) or K[0, 0] <= 0 or K[1, 1] <= 0:
+            raise ValueError(
+                f"K must be a 3x3 pinhole matrix with positive focal lengths, got {K}")
+        if width < 2 or height < 2:
+            raise ValueError(f"image size must be at least 2 x 2, got {width} x {height}")
+        if not camera_height_m > 0:
+            raise ValueError(f"camera_height_m must be positive, got {camera_height_m}")
+        fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+        tan_u = ((np.arange(width) - cx) / fx).astype(np.float32)
+        return cls(east_m, north_m, yaw_rad, math.cos(yaw_rad), math.sin(yaw_rad), fx, fy, cx,
+                   cy, float(camera_height_m), width, height, tan_u)
+
+
+@dataclass
+class _Columns:
+    """Samples along every column's ray: depth steps x columns.
+
+    Per sample: ENU position, height and material of what stands there, and the height
+    map's gradient (for facade normals).
     """
-    import cv2
 
-    K = np.asarray(K, dtype=np.float64)
-    if K.shape != (3, 3) or K[0, 0] <= 0 or K[1, 1] <= 0:
-        raise ValueError(f"K must be a 3x3 pinhole matrix with positive focal lengths, got {K}")
-    if width < 2 or height < 2:
-        raise ValueError(f"image size must be at least 2 x 2, got {width} x {height}")
-    if not camera_height_m > 0:
-        raise ValueError(f"camera_height_m must be positive, got {camera_height_m}")
-    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
-    hc = float(camera_height_m)
-    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, world.seed & 0xFFFFFFFF, 5])
-    c, s = math.cos(yaw_rad), math.sin(yaw_rad)
+    z: np.ndarray  # (steps,) depth along the optical axis
+    pe: np.ndarray
+    pn: np.ndarray
+    h: np.ndarray
+    mat: np.ndarray
+    ge: np.ndarray
+    gn: np.ndarray
+
+    def arrays(self) -> tuple[tuple[str, np.ndarray], ...]:
+        """Return the per-sample arrays a pixel takes from its hit sample, by name."""
+        return (("h", self.h), ("m", self.mat), ("pe", self.pe), ("pn", self.pn),
+                ("ge", self.ge), ("gn", self.gn))
+
+
+def _march_columns(world: World, view: _View) -> _Columns:
+    """Sample the height map and materials along every column's ray."""
     rows_n, cols_n = world.shape
     mpp = world.mpp
-
-    # --- march the columns -------------------------------------------------------------
     z = _depth_steps(mpp).astype(np.float32)
     n_steps = z.size
-    tan_u = ((np.arange(width) - cx) / fx).astype(np.float32)
     fwd = z[:, None]
-    right = z[:, None] * tan_u[None, :]
-    pe = east_m + fwd * c + right * s
-    pn = north_m + fwd * s - right * c
+    right = z[:, None] * view.tan_u[None, :]
+    pe = view.east + fwd * view.c + right * view.s
+    pn = view.north + fwd * view.s - right * view.c
     col_f = pe / mpp + cols_n // 2
     row_f = rows_n // 2 - pn / mpp
-    h = np.zeros((n_steps, width), dtype=np.float32)
-    mat = np.zeros((n_steps, width), dtype=np.int32)
-    ge = np.zeros((n_steps, width), dtype=np.float32)
-    gn = np.zeros((n_steps, width), dtype=np.float32)
+    shape = (n_steps, view.width)
+    cols = _Columns(z, pe, pn, np.zeros(shape, np.float32), np.zeros(shape, np.int32),
+                    np.zeros(shape, np.float32), np.zeros(shape, np.float32))
     # Far steps are longer than a raster pixel: they read max-pooled heights (2x2, 4x4), so
     # thin walls and posts do not flicker in and out between frames.
     step = np.diff(z, append=z[-1] + (z[-1] - z[-2]))
@@ -223,13 +254,17 @@ def render_ground(world: World, K: np.ndarray, width: int, height: int, east_m: 
         inside = (qi >= 1) & (qi < hl.shape[1] - 1) & (ri >= 1) & (ri < hl.shape[0] - 1)
         qi = np.where(inside, qi, 1)
         ri = np.where(inside, ri, 1)
-        h[ks] = np.where(inside, hl[ri, qi], 0.0)
-        mat[ks] = np.where(inside, ml[ri, qi], 0)
+        cols.h[ks] = np.where(inside, hl[ri, qi], 0.0)
+        cols.mat[ks] = np.where(inside, ml[ri, qi], 0)
         # Facade normals from the height map's gradient (towards lower ground).
-        ge[ks] = hl[ri, qi + 1] - hl[ri, qi - 1]
-        gn[ks] = hl[ri - 1, qi] - hl[ri + 1, qi]
+        cols.ge[ks] = hl[ri, qi + 1] - hl[ri, qi - 1]
+        cols.gn[ks] = hl[ri - 1, qi] - hl[ri + 1, qi]
+    return cols
 
-    boxes = _place_objects(world, rng, east_m, north_m, yaw_rad)
+
+def _add_objects(cols: _Columns, boxes: list[tuple[float, ...]]) -> None:
+    """Stand the cars and pedestrians (oriented boxes) in the columns."""
+    pe, pn = cols.pe, cols.pn
     for be, bn, byaw, length, bwidth, bheight, bmat in boxes:
         cb, sb = math.cos(byaw), math.sin(byaw)
         lx = (pe - be) * cb + (pn - bn) * sb
@@ -243,67 +278,81 @@ def render_ground(world: World, K: np.ndarray, width: int, height: int, east_m: 
             # A car's silhouette: bonnet and boot lower than the cabin.
             cabin = np.abs(lx + 0.1 * length) < 0.3 * length
             top = np.where(cabin, bheight, bheight * 0.68).astype(np.float32)
-        upd = inb & (top > h)
-        h = np.where(upd, top, h)
-        mat = np.where(upd, int(bmat), mat)
-        ge = np.where(upd, -(lx * cb - ly * sb), ge)
-        gn = np.where(upd, -(lx * sb + ly * cb), gn)
+        upd = inb & (top > cols.h)
+        cols.h = np.where(upd, top, cols.h)
+        cols.mat = np.where(upd, int(bmat), cols.mat)
+        cols.ge = np.where(upd, -(lx * cb - ly * sb), cols.ge)
+        cols.gn = np.where(upd, -(lx * sb + ly * cb), cols.gn)
 
+
+def _pixel_hits(cols: _Columns, view: _View) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Return, per pixel, its hit sample's values (h, m, pe, pn, ge, gn, z) and the hits."""
+    height, width, cy, fy, hc = view.height, view.width, view.cy, view.fy, view.hc
+    fwd = cols.z[:, None]
+    n_steps = cols.z.size
     v = np.arange(height, dtype=np.float64)
     uu = np.broadcast_to(np.arange(width)[None, :], (height, width))
-    k, hit = _first_hits(h, fwd, cy, fy, hc, height, v[:, None], uu)
+    k, hit = _first_hits(cols.h, fwd, cy, fy, hc, height, v[:, None], uu)
     kc = np.minimum(k, n_steps - 1)
-    # Per pixel: the hit sample's height, material, depth, position and height gradient.
-    px = {name: arr[kc, uu] for name, arr in (("h", h), ("m", mat), ("pe", pe), ("pn", pn),
-                                              ("ge", ge), ("gn", gn))}
-    px["z"] = z[kc]
+    px = {name: arr[kc, uu] for name, arr in cols.arrays()}
+    px["z"] = cols.z[kc]
     # Tree canopies float above their trunks: where a ray passes under a canopy (below 40 %
     # of its height) it goes on, meeting only trunks and everything else behind.
     vz = hc - (v[:, None] - cy) * px["z"] / fy
     under = hit & (px["m"] == MAT_TREE) & (vz < _CANOPY_BASE * px["h"])
     if under.any():
+        h, mat = cols.h, cols.mat
         h2 = np.where(mat == MAT_TREE, 0.0, np.where(mat == MAT_TRUNK, _CANOPY_BASE * h, h))
         ru, rv = np.nonzero(under.T)  # column-major order keeps the queries cheap to sort
-        k2, hit2 = _first_hits(h2.astype(np.float32), fwd, cy, fy, hc, height,
-                               v[rv], ru)
+        k2, hit2 = _first_hits(h2.astype(np.float32), fwd, cy, fy, hc, height, v[rv], ru)
         k2c = np.minimum(k2, n_steps - 1)
         hit[rv, ru] = hit2
-        for name, arr in (("h", h2), ("m", mat), ("pe", pe), ("pn", pn), ("ge", ge),
-                          ("gn", gn)):
+        for name, arr in (("h", h2), *cols.arrays()[1:]):
             px[name][rv, ru] = arr[k2c, ru]
-        px["z"][rv, ru] = z[k2c]
-    obj = hit & (px["h"] > 0)
+        px["z"][rv, ru] = cols.z[k2c]
+    return px, hit
 
-    image = np.zeros((height, width, 3), dtype=np.float32)
-    depth = np.full((height, width), np.inf, dtype=np.float32)
 
-    # --- sky -------------------------------------------------------------------------------
-    vv = v[:, None]
-    elev = np.arctan2(cy - vv, fy) * np.ones((1, width))
-    azim = yaw_rad - np.arctan(tan_u.astype(np.float64))[None, :] * np.ones((height, 1))
-    sky_tex = _sky_texture(world)
+def _sky(world: World, view: _View, rng: np.random.Generator
+         ) -> tuple[np.ndarray, np.ndarray]:
+    """Return the sky (height, width, 3 linear RGB) and its horizon colour (for the haze)."""
+    import cv2
+
+    height, width = view.height, view.width
+    vv = np.arange(height, dtype=np.float64)[:, None]
+    elev = np.arctan2(view.cy - vv, view.fy) * np.ones((1, width))
+    azim = view.yaw - np.arctan(view.tan_u.astype(np.float64))[None, :] * np.ones((height, 1))
     sky_rows = np.clip(np.degrees(elev), 0.0, 89.0).astype(np.float32)
     sky_cols = (np.mod(np.degrees(azim), 360.0) * 2.0).astype(np.float32)
-    cloud = cv2.remap(sky_tex, sky_cols, sky_rows, cv2.INTER_LINEAR,
+    cloud = cv2.remap(_sky_texture(world), sky_cols, sky_rows, cv2.INTER_LINEAR,
                       borderMode=cv2.BORDER_WRAP)
     t_el = np.clip(elev / 0.7, 0.0, 1.0)[..., None]
     horizon_col = np.array([0.78, 0.82, 0.86], dtype=np.float32) * rng.uniform(0.9, 1.05)
     zenith_col = np.array([0.30, 0.48, 0.78], dtype=np.float32) * rng.uniform(0.85, 1.1)
     sky = horizon_col * (1 - t_el) + zenith_col * t_el
     sky = sky * (1 - cloud[..., None] * 0.8) + np.float32(0.92) * cloud[..., None] * 0.8
-    image[:] = sky
+    return sky, horizon_col
 
-    # --- ground ----------------------------------------------------------------------------
-    below = v > cy + 0.5
+
+def _draw_ground(world: World, view: _View, horizon_col: np.ndarray, obj: np.ndarray,
+                 image: np.ndarray, depth: np.ndarray) -> None:
+    """Draw the ground plane below the horizon where no structure stands, with its depth."""
+    import cv2
+
+    rows_n, cols_n = world.shape
+    mpp, fx, fy, hc, width = world.mpp, view.fx, view.fy, view.hc, view.width
+    v = np.arange(view.height, dtype=np.float64)
+    below = v > view.cy + 0.5
     gv = v[below]
-    zg = fy * hc / (gv - cy)
+    zg = fy * hc / (gv - view.cy)
     mips = _mips(world)
     footprint = np.sqrt((zg / fx) * (zg * zg / (fy * hc))) / mpp
     level = np.clip(np.floor(np.log2(np.maximum(footprint, 1e-6)) + 0.5), 0, len(mips) - 1)
     ground_rgb = np.zeros((gv.size, width, 3), dtype=np.float32)
     zgw = zg[:, None]
-    gre = east_m + zgw * c + zgw * tan_u[None, :] * s
-    grn = north_m + zgw * s - zgw * tan_u[None, :] * c
+    tan_u = view.tan_u[None, :]
+    gre = view.east + zgw * view.c + zgw * tan_u * view.s
+    grn = view.north + zgw * view.s - zgw * tan_u * view.c
     field = np.array([92, 104, 70], dtype=np.float32)
     for lev in range(len(mips)):
         sel = level == lev
@@ -322,46 +371,82 @@ def render_ground(world: World, K: np.ndarray, width: int, height: int, east_m: 
     image[below] = np.where(obj[below][..., None], image[below], ground_lin)
     depth[below] = np.broadcast_to(zgw, (gv.size, width))
 
-    # --- vertical structure --------------------------------------------------------------
-    if obj.any():
-        ov, ou = np.nonzero(obj)
-        zo = px["z"][ov, ou]
-        pz = hc - (ov - cy) * zo / fy  # height of the surface point above the ground
-        m = px["m"][ov, ou]
-        htop = px["h"][ov, ou]
-        pe_o, pn_o = px["pe"][ov, ou], px["pn"][ov, ou]
-        nx, ny = -px["ge"][ov, ou], -px["gn"][ov, ou]
-        nn = np.sqrt(nx * nx + ny * ny)
-        ray_e, ray_n = c + tan_u[ou] * s, s - tan_u[ou] * c
-        # Fall back to facing the camera where the gradient is flat (tops of columns).
-        flat = nn < 1e-3
-        nx = np.where(flat, -ray_e, nx)
-        ny = np.where(flat, -ray_n, ny)
-        nn = np.sqrt(nx * nx + ny * ny)
-        nx, ny = nx / nn, ny / nn
-        along = pe_o * -ny + pn_o * nx  # coordinate along the facade
-        colour = _surface_colours(m, pz, htop, along, pe_o, pn_o)
-        sun = world.ground_sun
-        sv = sun.vector()
-        lambert = np.clip(nx * sv[0] + ny * sv[1], 0.0, 1.0) * math.cos(sun.elevation_rad)
-        light = lambert[:, None] * np.asarray(sun.direct, dtype=np.float32) + np.asarray(
-            sun.ambient, dtype=np.float32) * 1.6
-        lin = colour * light * 0.9
-        haze_o = (1.0 - np.exp(-zo / _HAZE_M))[:, None]
-        image[ov, ou] = lin * (1 - haze_o) + horizon_col * haze_o
-        depth[ov, ou] = zo
 
-    # --- camera ----------------------------------------------------------------------------
+def _draw_structure(world: World, view: _View, px: dict[str, np.ndarray], obj: np.ndarray,
+                    horizon_col: np.ndarray, image: np.ndarray, depth: np.ndarray) -> None:
+    """Draw the vertical structure the rays hit: coloured, sun-shaded and hazy."""
+    ov, ou = np.nonzero(obj)
+    zo = px["z"][ov, ou]
+    pz = view.hc - (ov - view.cy) * zo / view.fy  # height of the surface point above ground
+    m = px["m"][ov, ou]
+    htop = px["h"][ov, ou]
+    pe_o, pn_o = px["pe"][ov, ou], px["pn"][ov, ou]
+    nx, ny = -px["ge"][ov, ou], -px["gn"][ov, ou]
+    nn = np.sqrt(nx * nx + ny * ny)
+    tan_u = view.tan_u[ou]
+    ray_e, ray_n = view.c + tan_u * view.s, view.s - tan_u * view.c
+    # Fall back to facing the camera where the gradient is flat (tops of columns).
+    flat = nn < 1e-3
+    nx = np.where(flat, -ray_e, nx)
+    ny = np.where(flat, -ray_n, ny)
+    nn = np.sqrt(nx * nx + ny * ny)
+    nx, ny = nx / nn, ny / nn
+    along = pe_o * -ny + pn_o * nx  # coordinate along the facade
+    colour = _surface_colours(m, pz, htop, along, pe_o, pn_o)
+    sun = world.ground_sun
+    sv = sun.vector()
+    lambert = np.clip(nx * sv[0] + ny * sv[1], 0.0, 1.0) * math.cos(sun.elevation_rad)
+    light = lambert[:, None] * np.asarray(sun.direct, dtype=np.float32) + np.asarray(
+        sun.ambient, dtype=np.float32) * 1.6
+    lin = colour * light * 0.9
+    haze_o = (1.0 - np.exp(-zo / _HAZE_M))[:, None]
+    image[ov, ou] = lin * (1 - haze_o) + horizon_col * haze_o
+    depth[ov, ou] = zo
+
+
+def _expose(image: np.ndarray, view: _View, rng: np.random.Generator) -> np.ndarray:
+    """Return the camera's uint8 RGB of linear ``image``: exposure, vignette, gamma, noise."""
+    width, height = view.width, view.height
     exposure = rng.uniform(0.85, 1.2)
     wb = 1.0 + rng.uniform(-0.05, 0.05, 3)
     image = image * (exposure * wb).astype(np.float32)
-    ru = (np.arange(width) - cx) / (0.75 * width)
-    rv = (np.arange(height) - cy) / (0.75 * width)
+    ru = (np.arange(width) - view.cx) / (0.75 * width)
+    rv = (np.arange(height) - view.cy) / (0.75 * width)
     vignette = 1.0 - 0.25 * (rv[:, None] ** 2 + ru[None, :] ** 2)
     image = image * vignette[..., None].astype(np.float32)
     image = np.clip(image, 0.0, 1.0) ** (1 / 2.2)
     image = image + rng.normal(0.0, 0.012, image.shape).astype(np.float32)
-    rgb = np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def render_ground(world: World, K: np.ndarray, width: int, height: int, east_m: float,
+                  north_m: float, yaw_rad: float, camera_height_m: float = 1.65,
+                  seed: int = 0, return_depth: bool = False
+                  ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Render the ground camera at (east_m, north_m, yaw_rad); return (height, width, 3) RGB.
+
+    ``K`` is the 3x3 pinhole intrinsic matrix for the ``width`` x ``height`` image (OpenCV
+    camera frame: x right, y down, z forward along the vehicle heading, optical axis
+    horizontal at ``camera_height_m`` above the flat ground). ``seed`` places the cars and
+    pedestrians and varies exposure and noise; the same arguments give the same image.
+    With ``return_depth``, also return each pixel's depth along the optical axis (metres,
+    float32, infinite for the sky).
+    """
+    view = _View.build(K, width, height, east_m, north_m, yaw_rad, camera_height_m)
+    # One generator, drawn in a fixed order: objects, sky colours, then the camera.
+    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, world.seed & 0xFFFFFFFF, 5])
+    cols = _march_columns(world, view)
+    _add_objects(cols, _place_objects(world, rng, east_m, north_m, yaw_rad))
+    px, hit = _pixel_hits(cols, view)
+    obj = hit & (px["h"] > 0)
+    image = np.zeros((height, width, 3), dtype=np.float32)
+    depth = np.full((height, width), np.inf, dtype=np.float32)
+    sky, horizon_col = _sky(world, view, rng)
+    image[:] = sky
+    _draw_ground(world, view, horizon_col, obj, image, depth)
+    if obj.any():
+        _draw_structure(world, view, px, obj, horizon_col, image, depth)
+    rgb = _expose(image, view, rng)
     return (rgb, depth) if return_depth else rgb
 
 
