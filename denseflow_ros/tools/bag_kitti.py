@@ -20,11 +20,15 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from denseflow_ros import bagio
 from denseflow_ros.tools import bag_common
+
+if TYPE_CHECKING:
+    from denseflow_ros.geo import LocalEnu
 
 OXTS_FIELDS = (
     "lat", "lon", "alt", "roll", "pitch", "yaw", "vn", "ve", "vf", "vl", "vu", "ax", "ay",
@@ -172,6 +176,64 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     bag_common.add_degradation_arguments(parser)
 
 
+def _metadata(args: argparse.Namespace, datum: tuple[float, float],
+              degrade: bag_common.GnssDegradation, camera_offset: np.ndarray | None
+              ) -> dict[str, str]:
+    """Return the bag's metadata: source, datum, topics, degradation, camera position."""
+    metadata = {
+        "source": "kitti", "drive": args.drive, "datum_lat": repr(datum[0]),
+        "datum_lon": repr(datum[1]), "map_frame": args.map_frame,
+        "ground_truth_topic": args.ground_truth_topic, "fix_topic": args.fix_topic,
+        "imu_topic": args.imu_topic, "image_topic": args.image_topic,
+        "camera_info_topic": args.camera_info_topic,
+        "ground_truth_point": "oxts (base_link)",
+        "gnss_degradation": json.dumps({k: v for k, v in vars(degrade).items()
+                                        if not k.startswith("_")}),
+    }
+    if camera_offset is not None:
+        for axis, value in zip("xyz", camera_offset, strict=True):
+            metadata[f"camera_{axis}_m"] = repr(round(float(value), 4))
+    return metadata
+
+
+def _write_frame(bag: bagio.BagWriter, args: argparse.Namespace, rgb: np.ndarray,
+                 p_rect: np.ndarray, t_img: int, t_oxts: int, o: Oxts, enu: LocalEnu,
+                 degrade: bag_common.GnssDegradation, t0: int, alt0: float) -> None:
+    """Write one frame: image, camera_info, the (degraded) fix, the IMU and ground truth.
+
+    ``o`` is the frame's OXTS record; ground truth heights are relative to ``alt0``.
+    """
+    bag.write(args.image_topic, "sensor_msgs/msg/Image", t_img,
+              bagio.image_msg(rgb, t_img, args.camera_frame))
+    bag.write(args.camera_info_topic, "sensor_msgs/msg/CameraInfo", t_img,
+              bagio.camera_info_msg(p_rect[:, :3], rgb.shape[1], rgb.shape[0], t_img,
+                                    args.camera_frame, p=p_rect))
+    east, north = enu.forward(o.lat, o.lon)
+    de, dn = degrade.offset((t_oxts - t0) * 1e-9) if degrade.active else (0.0, 0.0)
+    lat, lon = (o.lat, o.lon) if (de, dn) == (0.0, 0.0) else enu.inverse(
+        east + de, north + dn)
+    var_h = o.pos_accuracy**2 + degrade.added_variance_m2
+    bag.write(args.fix_topic, "sensor_msgs/msg/NavSatFix", t_oxts, bagio.navsatfix_msg(
+        lat, lon, o.alt, t_oxts, args.imu_frame,
+        covariance=[var_h, var_h, (2.0 * o.pos_accuracy) ** 2 + degrade.added_variance_m2],
+        covariance_type=bagio.COVARIANCE_TYPE_DIAGONAL_KNOWN,
+        status=navsat_status(o.posmode)))
+    yaw_err = degrade.yaw_error_rad()
+    bag.write(args.imu_topic, "sensor_msgs/msg/Imu", t_oxts, bagio.imu_msg(
+        t_oxts, args.imu_frame,
+        bagio.quaternion_from_euler(o.roll, o.pitch, o.yaw + yaw_err),
+        (o.wf, o.wl, o.wu), (o.af, o.al, o.au),
+        orientation_covariance=[_ROLL_PITCH_VAR, _ROLL_PITCH_VAR,
+                                _HEADING_VAR + math.radians(degrade.yaw_noise_deg) ** 2]))
+    # The synced drive pairs OXTS record i with image i, so ground truth carries the
+    # image stamp: the node's pose for that image matches it exactly.
+    bag.write(args.ground_truth_topic, "geometry_msgs/msg/PoseStamped", t_img,
+              bagio.pose_stamped_msg(t_img, args.map_frame,
+                                     (east, north, o.alt - alt0),
+                                     bagio.quaternion_from_euler(o.roll, o.pitch,
+                                                                 o.yaw)))
+
+
 def convert(args: argparse.Namespace) -> dict:
     """Convert one KITTI drive; return a summary of what was written."""
     import cv2
@@ -200,19 +262,7 @@ def convert(args: argparse.Namespace) -> dict:
     datum = args.datum or (records[indices[0]].lat, records[indices[0]].lon)
     enu = LocalEnu(*datum)
     camera_offset = camera_in_imu(date_dir, p_rect)
-    metadata = {
-        "source": "kitti", "drive": args.drive, "datum_lat": repr(datum[0]),
-        "datum_lon": repr(datum[1]), "map_frame": args.map_frame,
-        "ground_truth_topic": args.ground_truth_topic, "fix_topic": args.fix_topic,
-        "imu_topic": args.imu_topic, "image_topic": args.image_topic,
-        "camera_info_topic": args.camera_info_topic,
-        "ground_truth_point": "oxts (base_link)",
-        "gnss_degradation": json.dumps({k: v for k, v in vars(degrade).items()
-                                        if not k.startswith("_")}),
-    }
-    if camera_offset is not None:
-        for axis, value in zip("xyz", camera_offset, strict=True):
-            metadata[f"camera_{axis}_m"] = repr(round(float(value), 4))
+    metadata = _metadata(args, datum, degrade, camera_offset)
 
     t0 = image_times[indices[0]]
     satmap_base = Path(args.satmap_dir or Path(args.root) / "satmap")
@@ -240,37 +290,9 @@ def convert(args: argparse.Namespace) -> dict:
             bgr = cv2.imread(str(images[i]), cv2.IMREAD_COLOR)
             if bgr is None:
                 raise ValueError(f"{images[i]} is not a readable image")
-            rgb = np.ascontiguousarray(bgr[:, :, ::-1])
-            t_img, t_oxts, o = image_times[i], oxts_times[i], records[i]
-            bag.write(args.image_topic, "sensor_msgs/msg/Image", t_img,
-                      bagio.image_msg(rgb, t_img, args.camera_frame))
-            bag.write(args.camera_info_topic, "sensor_msgs/msg/CameraInfo", t_img,
-                      bagio.camera_info_msg(p_rect[:, :3], rgb.shape[1], rgb.shape[0], t_img,
-                                            args.camera_frame, p=p_rect))
-            east, north = enu.forward(o.lat, o.lon)
-            de, dn = degrade.offset((t_oxts - t0) * 1e-9) if degrade.active else (0.0, 0.0)
-            lat, lon = (o.lat, o.lon) if (de, dn) == (0.0, 0.0) else enu.inverse(
-                east + de, north + dn)
-            var_h = o.pos_accuracy**2 + degrade.added_variance_m2
-            bag.write(args.fix_topic, "sensor_msgs/msg/NavSatFix", t_oxts, bagio.navsatfix_msg(
-                lat, lon, o.alt, t_oxts, args.imu_frame,
-                covariance=[var_h, var_h, (2.0 * o.pos_accuracy) ** 2 + degrade.added_variance_m2],
-                covariance_type=bagio.COVARIANCE_TYPE_DIAGONAL_KNOWN,
-                status=navsat_status(o.posmode)))
-            yaw_err = degrade.yaw_error_rad()
-            bag.write(args.imu_topic, "sensor_msgs/msg/Imu", t_oxts, bagio.imu_msg(
-                t_oxts, args.imu_frame,
-                bagio.quaternion_from_euler(o.roll, o.pitch, o.yaw + yaw_err),
-                (o.wf, o.wl, o.wu), (o.af, o.al, o.au),
-                orientation_covariance=[_ROLL_PITCH_VAR, _ROLL_PITCH_VAR,
-                                        _HEADING_VAR + math.radians(degrade.yaw_noise_deg) ** 2]))
-            # The synced drive pairs OXTS record i with image i, so ground truth carries the
-            # image stamp: the node's pose for that image matches it exactly.
-            bag.write(args.ground_truth_topic, "geometry_msgs/msg/PoseStamped", t_img,
-                      bagio.pose_stamped_msg(t_img, args.map_frame,
-                                             (east, north, o.alt - records[indices[0]].alt),
-                                             bagio.quaternion_from_euler(o.roll, o.pitch,
-                                                                         o.yaw)))
+            _write_frame(bag, args, np.ascontiguousarray(bgr[:, :, ::-1]), p_rect,
+                         image_times[i], oxts_times[i], records[i], enu, degrade, t0,
+                         records[indices[0]].alt)
     summary["camera_in_imu_m"] = None if camera_offset is None else [
         round(float(v), 4) for v in camera_offset]
     return summary
