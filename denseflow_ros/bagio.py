@@ -26,6 +26,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+# The package's one quaternion-to-yaw helper, re-exported for bag readers.
+from denseflow_ros.angles import yaw_from_quaternion as yaw_from_quaternion
+
 STORAGES = ("mcap", "sqlite3")
 DISTROS = ("humble", "jazzy")
 # Version 9 writes QoS profiles as a YAML list that Humble's rosbag2 cannot parse; version 8
@@ -129,13 +132,7 @@ def euler_from_quaternion(x: float, y: float, z: float, w: float) -> tuple[float
     """Return (roll, pitch, yaw) in radians of a unit quaternion, inverse of the above."""
     roll = math.atan2(2 * (w * x + y * z), 1 - 2 * (x * x + y * y))
     pitch = math.asin(max(-1.0, min(1.0, 2 * (w * y - z * x))))
-    yaw = math.atan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
-    return roll, pitch, yaw
-
-
-def yaw_from_quaternion(x: float, y: float, z: float, w: float) -> float:
-    """Return the yaw (radians, CCW about +z) of a unit quaternion."""
-    return euler_from_quaternion(x, y, z, w)[2]
+    return roll, pitch, yaw_from_quaternion(x, y, z, w)
 
 
 def _vector3(values: Sequence[float]) -> Any:

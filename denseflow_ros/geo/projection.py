@@ -10,6 +10,7 @@
 - :class:`GeodesicPlane` maps offsets around a point by geodesic azimuth and distance
   (azimuthal equidistant). It needs no projection object, so building one costs nothing; crops
   use it for their local tangent plane.
+- :func:`offset_latlon` moves a point a few metres east/north to first order, for lever arms.
 """
 
 from __future__ import annotations
@@ -21,6 +22,20 @@ import pyproj
 
 _WGS84 = pyproj.CRS.from_epsg(4326)
 _GEOD = pyproj.Geod(ellps="WGS84")
+
+
+def offset_latlon(lat: float, lon: float, east_m: float, north_m: float) -> tuple[float, float]:
+    """Return the lat/lon a few metres (east, north) away from (lat, lon) on WGS84.
+
+    First order in the offset, through the ellipsoid's radii of curvature at ``lat``: over a
+    few metres that is exact to well below a millimetre, and it costs no projection call.
+    """
+    phi = math.radians(lat)
+    a, e2 = _GEOD.a, _GEOD.es
+    s2 = math.sin(phi) ** 2
+    n = a / math.sqrt(1.0 - e2 * s2)  # prime vertical radius
+    m = a * (1.0 - e2) / (1.0 - e2 * s2) ** 1.5  # meridian radius
+    return lat + math.degrees(north_m / m), lon + math.degrees(east_m / (n * math.cos(phi)))
 
 
 def _out(values: np.ndarray, scalar: bool) -> np.ndarray | float:

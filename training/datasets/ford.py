@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from denseflow_ros.angles import yaw_from_quaternion
 from training.datasets.common import (
     CropOptions,
     CrossViewDataset,
@@ -71,11 +72,6 @@ def quaternion_to_matrix(w: float, x: float, y: float, z: float) -> np.ndarray:
         [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
         [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
     ])
-
-
-def ned_yaw(w: float, x: float, y: float, z: float) -> float:
-    """Return the yaw (radians, clockwise from north) of a north-east-down body quaternion."""
-    return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
 
 
 def mercator_xy(lat: float, lon: float, ref_lat: float) -> tuple[float, float]:
@@ -192,7 +188,8 @@ class FordDataset(CrossViewDataset):
         gx, gy = mercator_xy(lat, lon, float(sat_lat))
         sx, sy = mercator_xy(float(sat_lat), float(sat_lon), float(sat_lat))
         body = centre + np.array([gx - sx, -(gy - sy)]) / SATMAP_MPP
-        heading = math.pi / 2.0 - ned_yaw(q0, q1, q2, q3)
+        # The body quaternion is north-east-down (w first): its yaw is clockwise from north.
+        heading = math.pi / 2.0 - yaw_from_quaternion(q1, q2, q3, q0)
         mpp = o.satellite_mpp or SATMAP_MPP
         satellite, targets = perturbed_crop(satmap, body, heading, (forward_m, right_m, yaw_deg),
                                             SATMAP_MPP, mpp, o.satellite_size)
