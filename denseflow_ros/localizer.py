@@ -2,51 +2,64 @@
 # SPDX-License-Identifier: Apache-2.0
 """One camera frame and a GNSS prior in, one pose estimate out (no ROS).
 
-This is the seam between the tile cache (``geo``) and the network (``model``): it crops the
-satellite imagery around the prior, prepares the ground image for the network, runs it, and
-turns the network's (u, v, yaw) correction back into latitude/longitude and a map-frame pose
-with a 3x3 covariance. The node (``denseflow_ros.ros``) only converts messages around it.
+This is the seam between the tile cache (``geo``) and the network (``model``).
+:meth:`Localizer.open` builds the pipeline from :class:`LocalizerSettings`: it chooses the
+device, loads the checkpoint, opens the tile cache and fixes the map frame and the camera
+mount (each part opened by :mod:`denseflow_ros.parts`), and reports a bad setting as one
+:class:`SettingsError`. :meth:`Localizer.localize` then crops the satellite imagery around
+the prior, prepares the ground image for the network, runs it, and turns the network's
+(u, v, yaw) correction back into latitude/longitude and a map-frame pose with a 3x3
+covariance. The node (``denseflow_ros.ros``) only converts messages around it;
+:mod:`denseflow_ros.prior` assembles the prior it passes in, and
+:mod:`denseflow_ros.debug_view` draws an estimate.
 
-Conventions (see the project's contracts): ENU, yaw counter-clockwise from east. The network
-estimates the *camera* position; the GNSS fix measures the *antenna*; the published pose is
-``base_link``. ``CameraMount`` holds where both sit in ``base_link`` (x forward, y left).
+Conventions: ENU, yaw counter-clockwise from east. The network estimates the *camera*
+position; the GNSS fix measures the *antenna*; the published pose is ``base_link``.
+``CameraMount`` holds where both sit in ``base_link`` (x forward, y left). The network's shift
+(u, v) is in the crop's image axes: u along the crop's heading, v to its right.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
+from denseflow_ros.angles import wrap_angle
 from denseflow_ros.camera import scale_intrinsics
-
-# WGS84, for metre offsets of a few metres around a point (first order is exact to well
-# below a millimetre over that range).
-_WGS84_A = 6378137.0
-_WGS84_E2 = 6.69437999014e-3
+from denseflow_ros.geo import mercator
+from denseflow_ros.geo.mapframe import MapFrame
+from denseflow_ros.geo.projection import offset_latlon
+from denseflow_ros.geo.sources import image_size
+from denseflow_ros.parts import (
+    Model,
+    NetworkFactory,
+    SettingsError,
+    choose_device,
+    load_network,
+    open_map_frame,
+    open_tile_cache,
+)
 
 PRECISIONS = ("fp32", "fp16", "bf16")
+# Beyond Web Mercator's latitude limit there are no tiles to localize against.
+MAX_LATITUDE_DEG = mercator.MAX_LATITUDE_DEG
+# The fix's covariance when the one given is unusable: 10 m on both axes.
+_UNKNOWN_FIX_COV = np.eye(2) * 100.0
 
 
 class FrameError(ValueError):
     """A frame that cannot be localized; ``reason`` is a short counter key."""
 
     def __init__(self, reason: str, message: str) -> None:
+        """Keep the counter key beside the sentence."""
         super().__init__(message)
         self.reason = reason
-
-
-class Model(Protocol):
-    """Anything with the network's call signature (the real network or a test oracle)."""
-
-    def __call__(
-        self, ground: Any, satellite: Any, intrinsics: Any,
-        satellite_mpp: float | None = None, camera_height_m: float | None = None,
-    ) -> Any:
-        """Return an object with shift_u_m, shift_v_m, yaw_deg, covariance, confidence, mask."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +94,29 @@ class CameraMount:
 
 
 @dataclass(frozen=True)
+class LocalizerSettings:
+    """Everything :meth:`Localizer.open` needs; the node's parameters of the same names.
+
+    ``datum`` None fixes the map frame at the first prior; ``utm_zone``, ``iterations`` and
+    ``camera_height_m`` 0 take the zone from the datum and the rest from the preset.
+    """
+
+    model_path: str
+    preset: str
+    device: str
+    precision: str
+    tile_cache: str
+    tile_cache_mb: int
+    map_projection: str
+    yaw_hypotheses: int
+    datum: Sequence[float] | None = None
+    utm_zone: int = 0
+    iterations: int = 0
+    camera_height_m: float = 0.0
+    mount: CameraMount = CameraMount()
+
+
+@dataclass(frozen=True)
 class Frame:
     """A ground image (H, W, 3) uint8 RGB with its 3x3 intrinsics and optional distortion."""
 
@@ -96,7 +132,7 @@ class Prior:
     lat: float
     lon: float
     heading_rad: float | None
-    position_cov_en: np.ndarray = field(default_factory=lambda: np.eye(2) * 100.0)
+    position_cov_en: np.ndarray = field(default_factory=lambda: _UNKNOWN_FIX_COV.copy())
 
 
 @dataclass(frozen=True)
@@ -112,7 +148,12 @@ class Thresholds:
 
 @dataclass
 class PoseEstimate:
-    """A localized frame: ``base_link`` pose in lat/lon and in the map frame."""
+    """A localized frame: ``base_link`` pose in lat/lon and in the map frame.
+
+    ``rejection`` is set (``low_confidence`` or ``outside_gate``) when the thresholds refuse
+    the estimate; :meth:`raise_rejection` turns it into the :class:`FrameError` an unusable
+    frame raises, so a caller that only wants accepted poses handles one exception.
+    """
 
     lat: float
     lon: float
@@ -131,60 +172,16 @@ class PoseEstimate:
     rejection: str | None = None
     debug: dict[str, np.ndarray] | None = None
 
-
-class MapFrame:
-    """A planar map frame: a local ENU plane at a datum, or a fixed UTM zone."""
-
-    def __init__(self, kind: str, datum: Sequence[float] | None = None,
-                 utm_zone: int = 0) -> None:
-        if kind not in ("enu", "utm"):
-            raise ValueError(f"map projection must be 'enu' or 'utm', got {kind!r}")
-        self.kind = kind
-        self.utm_zone = utm_zone
-        self._projection: Any = None
-        if datum is not None and len(datum) == 2:
-            self._init(float(datum[0]), float(datum[1]))
-
-    @property
-    def ready(self) -> bool:
-        """Return whether the datum (or UTM zone) is fixed."""
-        return self._projection is not None
-
-    @property
-    def datum(self) -> tuple[float, float] | None:
-        """Return the datum latitude/longitude, once fixed."""
-        return self._datum if self.ready else None
-
-    def _init(self, lat: float, lon: float) -> None:
-        from denseflow_ros.geo import LocalEnu, Utm
-
-        self._datum = (lat, lon)
-        if self.kind == "enu":
-            self._projection = LocalEnu(lat, lon)
+    def raise_rejection(self) -> None:
+        """Raise the rejection as a :class:`FrameError`; return when the estimate passed."""
+        if self.rejection is None:
+            return
+        if self.rejection == "low_confidence":
+            text = f"mean confidence {self.confidence:.3f} is below min_confidence"
         else:
-            # One zone for the whole run, so a drive across a zone border stays continuous.
-            self._projection = Utm(zone=self.utm_zone or None, south=lat < 0.0)
-            self._projection.forward(lat, lon)
-            self.utm_zone = int(self._projection.zone)
-
-    def ensure(self, lat: float, lon: float) -> None:
-        """Fix the datum at (lat, lon) if none was configured."""
-        if not self.ready:
-            self._init(lat, lon)
-
-    def forward(self, lat: float, lon: float) -> tuple[float, float]:
-        """Return map (x, y) in metres of a latitude/longitude."""
-        x, y = self._projection.forward(lat, lon)
-        return float(x), float(y)
-
-
-def offset_latlon(lat: float, lon: float, east_m: float, north_m: float) -> tuple[float, float]:
-    """Return the lat/lon a few metres (east, north) away from (lat, lon) on WGS84."""
-    phi = math.radians(lat)
-    s2 = math.sin(phi) ** 2
-    n = _WGS84_A / math.sqrt(1.0 - _WGS84_E2 * s2)
-    m = _WGS84_A * (1.0 - _WGS84_E2) / (1.0 - _WGS84_E2 * s2) ** 1.5
-    return lat + math.degrees(north_m / m), lon + math.degrees(east_m / (n * math.cos(phi)))
+            text = (f"estimate moved {self.correction_m:.1f} m ({self.gate_distance:.1f} "
+                    "sigma) from the prior, outside the gate")
+        raise FrameError(self.rejection, text)
 
 
 def _rot(a: float) -> np.ndarray:
@@ -204,9 +201,13 @@ def is_positive_definite(cov: np.ndarray) -> bool:
     return True
 
 
-def wrap_angle(a: float) -> float:
-    """Wrap an angle to [-pi, pi)."""
-    return (a + math.pi) % (2.0 * math.pi) - math.pi
+def image_header_size(data: bytes) -> tuple[int, int]:
+    """Return (width, height) of a PNG, JPEG or WebP image from its header, without decoding.
+
+    Raise ValueError when the header is not one of those, so a compressed camera frame can be
+    checked before it is decoded.
+    """
+    return image_size(data)
 
 
 def prepare_ground(frame: Frame, ground_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -232,6 +233,109 @@ def prepare_ground(frame: Frame, ground_size: tuple[int, int]) -> tuple[np.ndarr
     return np.ascontiguousarray(image), scaled
 
 
+# -- the localizer ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Correction:
+    """The network's answer for the chosen crop: camera shift (m), yaw (rad), covariance."""
+
+    shift_u_m: float
+    shift_v_m: float
+    yaw_rad: float
+    covariance: np.ndarray  # over (shift_u_m, shift_v_m, yaw_rad)
+    confidence: float
+
+    @classmethod
+    def pick(cls, out: dict[str, np.ndarray], i: int) -> _Correction:
+        """Return crop ``i``'s answer; FrameError when the pose is not finite."""
+        su, sv = float(out["shift_u_m"][i]), float(out["shift_v_m"][i])
+        dyaw = math.radians(float(out["yaw_deg"][i]))
+        if not (math.isfinite(su) and math.isfinite(sv) and math.isfinite(dyaw)):
+            raise FrameError("bad_estimate", "the network returned a non-finite pose")
+        return cls(su, sv, dyaw, np.asarray(out["covariance"][i], dtype=np.float64),
+                   float(out["confidence"][i]))
+
+
+@dataclass(frozen=True)
+class _Placed:
+    """An estimate and its prior, both of ``base_link``, in the crop's plane and the map."""
+
+    lat: float
+    lon: float
+    x: float
+    y: float
+    yaw_map: float
+    yaw_enu: float
+    prior_x: float
+    prior_y: float
+    prior_yaw: float
+    delta_en: np.ndarray  # estimate minus prior, east/north metres
+    covariance: np.ndarray  # over map (x, y, yaw)
+
+
+def _most_confident(confidence: np.ndarray) -> int:
+    """Return the index of the highest confidence; a NaN never wins (argmax would pick it)."""
+    scores = np.asarray(confidence, dtype=np.float64)
+    return int(np.argmax(np.where(np.isfinite(scores), scores, -np.inf)))
+
+
+def _check_prior(prior: Prior) -> None:
+    if not (math.isfinite(prior.lat) and math.isfinite(prior.lon)
+            and -90.0 <= prior.lat <= 90.0 and -180.0 <= prior.lon <= 180.0):
+        raise FrameError("bad_fix", f"prior position ({prior.lat}, {prior.lon}) is invalid")
+
+
+def _map_covariance(c: _Correction, heading: float, yaw_enu: float, gamma: float,
+                    cam_off: np.ndarray) -> np.ndarray:
+    """Return the covariance over map (x, y, yaw): C' = J C J^T.
+
+    J = d(map x, y, yaw) / d(shift_u_m, shift_v_m, yaw_rad); ``gamma`` turns ENU into the
+    map's axes, and the camera's offset turns yaw uncertainty into base_link's position.
+    """
+    r_g = _rot(gamma)
+    j = np.zeros((3, 3))
+    j[:2, :2] = r_g @ _rot(heading) @ np.diag([1.0, -1.0])
+    d_rot = np.array([[-math.sin(yaw_enu), -math.cos(yaw_enu)],
+                      [math.cos(yaw_enu), -math.sin(yaw_enu)]])
+    j[:2, 2] = r_g @ (-d_rot @ cam_off)
+    j[2, 2] = 1.0
+    cov = j @ c.covariance @ j.T
+    if not np.all(np.isfinite(cov)):
+        raise FrameError("bad_estimate", "the network returned a non-finite covariance")
+    return 0.5 * (cov + cov.T)
+
+
+def gate_distance(delta_en: np.ndarray, fix_cov_en: np.ndarray, estimate_cov: np.ndarray,
+                  floor_m: float) -> float:
+    """Return the Mahalanobis distance of a correction from the prior, in sigmas.
+
+    The correction is tested against the covariance of a difference of two independent
+    estimates, the fix's plus the (calibrated) estimate's, plus a floor. So a gate of 3
+    rejects about 1 % of the frames whose fix and estimate are both consistent, however wide
+    either one is. A fix covariance that is not positive definite would make the distance
+    negative (the gate then passes anything) or singular: it is treated as unknown (10 m).
+    """
+    sigma = np.asarray(fix_cov_en, dtype=np.float64).reshape(2, 2)
+    sigma = 0.5 * (sigma + sigma.T)
+    if not is_positive_definite(sigma):
+        sigma = _UNKNOWN_FIX_COV
+    own = np.linalg.eigh(np.asarray(estimate_cov, dtype=np.float64)[:2, :2])
+    sigma = sigma + (own.eigenvectors * np.clip(own.eigenvalues, 0.0, None)) @ \
+        own.eigenvectors.T + np.eye(2) * floor_m ** 2
+    return float(math.sqrt(max(0.0, delta_en @ np.linalg.solve(sigma, delta_en))))
+
+
+def _rejection(c: _Correction, gate: float, prior: Prior, th: Thresholds) -> str | None:
+    """Return why the thresholds refuse an estimate, or None."""
+    if not c.confidence >= th.min_confidence:  # NaN included
+        return "low_confidence"
+    if th.gate_sigma > 0 and gate > th.gate_sigma:
+        return "outside_gate"
+    if (prior.heading_rad is not None and th.max_yaw_correction_deg > 0
+            and abs(math.degrees(c.yaw_rad)) > th.max_yaw_correction_deg):
+        return "outside_gate"
+    return None
+
+
 class Localizer:
     """Localize one frame against the satellite tile cache around a GNSS prior."""
 
@@ -246,6 +350,7 @@ class Localizer:
         precision: str = "fp32",
         yaw_hypotheses: int = 18,
     ) -> None:
+        """Assemble the parts; :meth:`open` builds them from settings."""
         self.model = model
         self.cache = cache
         self.geometry = geometry
@@ -254,6 +359,44 @@ class Localizer:
         self.device = device
         self.precision = precision
         self.yaw_hypotheses = yaw_hypotheses
+
+    @classmethod
+    def open(cls, settings: LocalizerSettings,
+             network_factory: NetworkFactory | None = None) -> Localizer:
+        """Build the pipeline: device, network, tile cache, map frame and camera mount.
+
+        ``network_factory`` replaces loading ``settings.model_path``. Every bad setting is
+        reported as one :class:`SettingsError`.
+        """
+        device = choose_device(settings.device)
+        if settings.precision not in PRECISIONS:
+            raise SettingsError("precision", f"must be one of {list(PRECISIONS)}, got "
+                                             f"{settings.precision!r}")
+        map_frame = open_map_frame(settings.map_projection, settings.datum, settings.utm_zone)
+        if network_factory is not None:
+            net = network_factory(settings.preset, device)
+        else:
+            net = load_network(settings.model_path, settings.preset, device)
+        cache = open_tile_cache(settings.tile_cache, settings.tile_cache_mb)
+        loc = cls(net, cache, InputGeometry.from_preset(net.config, settings.camera_height_m),
+                  map_frame, settings.mount, device=device, precision=settings.precision,
+                  yaw_hypotheses=settings.yaw_hypotheses)
+        loc.iterations = settings.iterations
+        return loc
+
+    def close(self) -> None:
+        """Close the tile cache and free the memory the network held (GPU included).
+
+        The localizer is unusable afterwards; callers may still hold a reference to it.
+        """
+        if self.cache is not None:
+            self.cache.close()
+        self.cache = self.model = None
+        gc.collect()
+        if str(self.device).startswith("cuda"):
+            import torch
+
+            torch.cuda.empty_cache()
 
     @property
     def precision(self) -> str:
@@ -266,19 +409,35 @@ class Localizer:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {value!r}")
         self._precision = value
 
+    @property
+    def runs_fp32_for_fp16(self) -> bool:
+        """Return whether fp16 was asked for on the CPU, which runs fp32 instead."""
+        return self._precision == "fp16" and not str(self.device).startswith("cuda")
+
+    @property
+    def iterations(self) -> int:
+        """Return the flow decoder's iterations per frame (a :class:`Network`'s)."""
+        return int(self.model.iterations)
+
+    @iterations.setter
+    def iterations(self, value: int) -> None:
+        """Set the decoder's iterations; 0 restores the preset's."""
+        self.model.iterations = int(value) or int(self.model.config.iterations)
+
+    def status(self) -> dict[str, str]:
+        """Return the device, precision and decoder iterations, for diagnostics."""
+        return {"device": str(self.device), "precision": self._precision,
+                "iterations": str(self.iterations)}
+
     # -- network -------------------------------------------------------------------------
     def autocast(self) -> Any:
         """Return the autocast context of the configured precision and device."""
-        import contextlib
-
         import torch
 
-        if self._precision == "fp32":
+        if self._precision == "fp32" or self.runs_fp32_for_fp16:
+            # CPU autocast has no fp16 kernels for most of the network: it runs in fp32.
             return contextlib.nullcontext()
         device_type = "cuda" if str(self.device).startswith("cuda") else "cpu"
-        if device_type == "cpu" and self._precision == "fp16":
-            # CPU autocast has no fp16 kernels for most of the network: run it in fp32.
-            return contextlib.nullcontext()
         dtype = torch.float16 if self._precision == "fp16" else torch.bfloat16
         return torch.autocast(device_type=device_type, dtype=dtype)
 
@@ -304,33 +463,7 @@ class Localizer:
                     satellite_mpp=self.geometry.satellite_mpp,
                     camera_height_m=self.geometry.camera_height_m,
                 )
-
-            def arr(t: Any, dtype: Any = np.float64) -> np.ndarray:
-                t = t.detach().cpu()
-                if t.dtype not in (torch.float32, torch.float64, torch.bool):
-                    t = t.float()  # bf16/fp16 under autocast: numpy has no bfloat16
-                return np.asarray(t.numpy(), dtype=dtype)
-
-            result = {
-                "shift_u_m": arr(out.shift_u_m).reshape(b),
-                "shift_v_m": arr(out.shift_v_m).reshape(b),
-                "yaw_deg": arr(out.yaw_deg).reshape(b),
-                "covariance": arr(out.covariance).reshape(b, 3, 3),
-            }
-            conf = getattr(out, "confidence", None)
-            mask = getattr(out, "mask", None)
-            if conf is None:
-                result["confidence"] = np.ones(b)
-            else:
-                c = arr(conf, np.float32).reshape(b, -1)
-                if mask is None:
-                    result["confidence"] = c.mean(axis=1, dtype=np.float64)
-                else:
-                    m = arr(mask, bool).reshape(b, -1)
-                    result["confidence"] = (c * m).sum(axis=1, dtype=np.float64) / \
-                        np.maximum(m.sum(axis=1), 1)
-                result["confidence_map"] = c.reshape(conf.shape)
-        return result
+            return _outputs(out, b)
 
     def warm_up(self, runs: int = 2) -> None:
         """Run the network on blank inputs so the first real frame is not slow."""
@@ -342,176 +475,118 @@ class Localizer:
         for _ in range(runs):
             self.run_network(ground, sats, k)
 
-    # -- geometry ------------------------------------------------------------------------
-    def _camera_prior(self, prior: Prior, heading: float) -> tuple[float, float]:
-        m = self.mount
-        d = _rot(heading) @ np.array([m.camera_x_m - m.antenna_x_m, m.camera_y_m - m.antenna_y_m])
-        return offset_latlon(prior.lat, prior.lon, float(d[0]), float(d[1]))
-
-    def _crop(self, lat: float, lon: float, heading: float) -> Any:
-        g = self.geometry
-        return self.cache.crop(lat, lon, math.degrees(heading), g.satellite_size,
-                               g.satellite_mpp)
-
-    def _map_pose(self, geometry: Any, east: float, north: float,
-                  yaw_enu: float) -> tuple[float, float, float, float, float]:
-        """Return (lat, lon, x, y, yaw_map) of a point given in the crop's tangent plane."""
-        lat, lon = geometry.offset_to_latlon(east, north)
-        # The map's yaw is measured numerically: a 1 m step along the heading, projected.
-        lat1, lon1 = geometry.offset_to_latlon(east + math.cos(yaw_enu),
-                                               north + math.sin(yaw_enu))
-        self.map_frame.ensure(lat, lon)
-        x, y = self.map_frame.forward(lat, lon)
-        x1, y1 = self.map_frame.forward(lat1, lon1)
-        return float(lat), float(lon), x, y, math.atan2(y1 - y, x1 - x)
-
+    # -- one frame -----------------------------------------------------------------------
     def localize(self, frame: Frame, prior: Prior, thresholds: Thresholds | None = None,
                  keep_debug: bool = False) -> PoseEstimate:
-        """Localize ``frame`` around ``prior``; raise FrameError for an unusable frame."""
-        th = thresholds or Thresholds()
-        if not (math.isfinite(prior.lat) and math.isfinite(prior.lon)
-                and -90.0 <= prior.lat <= 90.0 and -180.0 <= prior.lon <= 180.0):
-            raise FrameError("bad_fix", f"prior position ({prior.lat}, {prior.lon}) is invalid")
-        ground, k = prepare_ground(frame, self.geometry.ground_size)
+        """Localize ``frame`` around ``prior``.
 
+        An unusable frame raises :class:`FrameError`; an estimate the thresholds refuse is
+        returned with ``rejection`` set (see :meth:`PoseEstimate.raise_rejection`).
+        """
+        th = thresholds or Thresholds()
+        _check_prior(prior)
+        ground, k = prepare_ground(frame, self.geometry.ground_size)
         if prior.heading_rad is None:
             n = max(1, self.yaw_hypotheses)
             headings = [2.0 * math.pi * i / n for i in range(n)]
         else:
             headings = [float(prior.heading_rad)]
-        crops = []
-        for h in headings:
-            lat, lon = self._camera_prior(prior, h)
-            crop = self._crop(lat, lon, h)
-            if crop.coverage < th.min_coverage:
-                raise FrameError(
-                    "low_coverage",
-                    f"tile cache covers {crop.coverage:.0%} of the crop at "
-                    f"({lat:.6f}, {lon:.6f}), below min_coverage {th.min_coverage:.0%}",
-                )
-            crops.append(crop)
+        crops = [self._crop(prior, h, th.min_coverage) for h in headings]
         out = self.run_network(ground, np.stack([c.image for c in crops]), k)
-        # A NaN confidence must not win the search (argmax would pick it).
-        scores = np.asarray(out["confidence"], dtype=np.float64)
-        best = int(np.argmax(np.where(np.isfinite(scores), scores, -np.inf))) \
-            if len(headings) > 1 else 0
-        heading, crop = headings[best], crops[best]
-
-        su, sv = float(out["shift_u_m"][best]), float(out["shift_v_m"][best])
-        dyaw = math.radians(float(out["yaw_deg"][best]))
-        cov_uvy = np.asarray(out["covariance"][best], dtype=np.float64)
-        if not (math.isfinite(su) and math.isfinite(sv) and math.isfinite(dyaw)):
-            raise FrameError("bad_estimate", "the network returned a non-finite pose")
-        yaw_enu = wrap_angle(heading + dyaw)
-        m = self.mount
-        cam_off = np.array([m.camera_x_m, m.camera_y_m])
-        # The crop is centred on the camera's prior position.
-        cam_en = _rot(heading) @ np.array([su, -sv])
-        base_en = cam_en - _rot(yaw_enu) @ cam_off
-        lat, lon, x, y, yaw_map = self._map_pose(crop.geometry, *base_en, yaw_enu)
-        # Prior base_link, in the same tangent plane.
-        prior_base_en = -_rot(heading) @ cam_off
-        _, _, px, py, pyaw = self._map_pose(crop.geometry, *prior_base_en, heading)
-        gamma = wrap_angle(yaw_map - yaw_enu)
-
-        # d(map x, y, yaw) / d(shift_u_m, shift_v_m, yaw_rad), then C' = J C J^T.
-        r_g = _rot(gamma)
-        j = np.zeros((3, 3))
-        j[:2, :2] = r_g @ _rot(heading) @ np.diag([1.0, -1.0])
-        d_rot = np.array([[-math.sin(yaw_enu), -math.cos(yaw_enu)],
-                          [math.cos(yaw_enu), -math.sin(yaw_enu)]])
-        j[:2, 2] = r_g @ (-d_rot @ cam_off)
-        j[2, 2] = 1.0
-        cov = j @ cov_uvy @ j.T
-        if not np.all(np.isfinite(cov)):
-            raise FrameError("bad_estimate", "the network returned a non-finite covariance")
-        cov = 0.5 * (cov + cov.T)
-
-        # Gate in ENU around the prior's base_link: the correction is tested against the
-        # covariance of a difference of two independent estimates, the fix's plus the
-        # (calibrated) estimate's, plus a floor. So a gate of 3 rejects about 1 % of the
-        # frames whose fix and estimate are both consistent, however wide either one is.
-        delta = base_en - prior_base_en
-        # A fix covariance that is not positive definite would make the distance negative (the
-        # gate then passes anything) or singular: it is treated as unknown (10 m).
-        sigma = np.asarray(prior.position_cov_en, dtype=np.float64).reshape(2, 2)
-        sigma = 0.5 * (sigma + sigma.T)
-        if not is_positive_definite(sigma):
-            sigma = np.eye(2) * 100.0
-        own = np.linalg.eigh(cov[:2, :2])
-        sigma = sigma + (own.eigenvectors * np.clip(own.eigenvalues, 0.0, None)) @ \
-            own.eigenvectors.T + np.eye(2) * th.gate_floor_m ** 2
-        gate = float(math.sqrt(max(0.0, delta @ np.linalg.solve(sigma, delta))))
-        confidence = float(out["confidence"][best])
-
-        rejection = None
-        if not confidence >= th.min_confidence:  # NaN included
-            rejection = "low_confidence"
-        elif th.gate_sigma > 0 and gate > th.gate_sigma:
-            rejection = "outside_gate"
-        elif (prior.heading_rad is not None and th.max_yaw_correction_deg > 0
-              and abs(math.degrees(dyaw)) > th.max_yaw_correction_deg):
-            rejection = "outside_gate"
-
+        best = _most_confident(out["confidence"]) if len(headings) > 1 else 0
+        correction = _Correction.pick(out, best)
+        placed = self._place(correction, headings[best], crops[best].geometry)
+        gate = gate_distance(placed.delta_en, prior.position_cov_en, placed.covariance,
+                             th.gate_floor_m)
         debug = None
         if keep_debug:
-            debug = {
-                "satellite": crop.image, "ground": ground, "intrinsics": k,
-                "shift": np.array([su, sv, math.degrees(dyaw)]),
-            }
+            debug = {"satellite": crops[best].image, "ground": ground, "intrinsics": k,
+                     "shift": np.array([correction.shift_u_m, correction.shift_v_m,
+                                        math.degrees(correction.yaw_rad)])}
             if "confidence_map" in out:
                 debug["confidence"] = out["confidence_map"][best, 0]
         return PoseEstimate(
-            lat=lat, lon=lon, x=x, y=y, yaw=yaw_map, covariance=cov, confidence=confidence,
-            heading_enu_rad=yaw_enu, prior_x=px, prior_y=py, prior_yaw=pyaw,
-            correction_m=float(np.hypot(*delta)), gate_distance=gate,
-            coverage=float(crop.coverage), rejection=rejection, debug=debug,
+            lat=placed.lat, lon=placed.lon, x=placed.x, y=placed.y, yaw=placed.yaw_map,
+            covariance=placed.covariance, confidence=correction.confidence,
+            heading_enu_rad=placed.yaw_enu, prior_x=placed.prior_x, prior_y=placed.prior_y,
+            prior_yaw=placed.prior_yaw, correction_m=float(np.hypot(*placed.delta_en)),
+            gate_distance=gate, coverage=float(crops[best].coverage),
+            rejection=_rejection(correction, gate, prior, th), debug=debug,
         )
 
-    # -- debug view ----------------------------------------------------------------------
-    def debug_image(self, estimate: PoseEstimate) -> np.ndarray:
-        """Draw the ground view projected onto the crop, confident flow and prior/estimate."""
-        import cv2
+    def _crop(self, prior: Prior, heading: float, min_coverage: float) -> Any:
+        """Return the satellite crop at the camera's prior position, turned to ``heading``."""
+        m = self.mount
+        d = _rot(heading) @ np.array([m.camera_x_m - m.antenna_x_m, m.camera_y_m - m.antenna_y_m])
+        lat, lon = offset_latlon(prior.lat, prior.lon, float(d[0]), float(d[1]))
+        g = self.geometry
+        crop = self.cache.crop(lat, lon, math.degrees(heading), g.satellite_size,
+                               g.satellite_mpp)
+        if crop.coverage < min_coverage:
+            raise FrameError(
+                "low_coverage",
+                f"tile cache covers {crop.coverage:.0%} of the crop at ({lat:.6f}, {lon:.6f}), "
+                f"below min_coverage {min_coverage:.0%}",
+            )
+        return crop
 
-        d = estimate.debug
-        if d is None:
-            raise ValueError("the estimate was made without keep_debug=True")
-        sat = d["satellite"].astype(np.float32)
-        s = sat.shape[0]
-        c = s // 2
-        mpp = self.geometry.satellite_mpp
-        # Ground view as a bird's-eye view at the prior: BEV pixel -> camera ray -> image.
-        u, v = np.meshgrid(np.arange(s, dtype=np.float32), np.arange(s, dtype=np.float32))
-        fwd = (u - c) * mpp
-        right = (v - c) * mpp
-        k = d["intrinsics"]
-        z = np.maximum(fwd, 1e-3)
-        map_x = (k[0, 0] * right / z + k[0, 2]).astype(np.float32)
-        map_y = (k[1, 1] * self.geometry.camera_height_m / z + k[1, 2]).astype(np.float32)
-        map_x[fwd <= 1.0] = -1.0
-        bev = cv2.remap(d["ground"], map_x, map_y, cv2.INTER_LINEAR,
-                        borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        valid = cv2.remap(np.ones(d["ground"].shape[:2], np.uint8), map_x, map_y,
-                          cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        # Move the BEV by the estimate: B = c + t + R_img(yaw) (A - c).
-        su, sv, yaw_deg = d["shift"]
-        a = math.radians(yaw_deg)
-        r = np.array([[math.cos(a), math.sin(a)], [-math.sin(a), math.cos(a)]])
-        t = np.array([su, sv]) / mpp
-        affine = np.hstack([r, (np.array([c, c]) + t - r @ np.array([c, c]))[:, None]])
-        bev = cv2.warpAffine(bev, affine, (s, s))
-        valid = cv2.warpAffine(valid, affine, (s, s), flags=cv2.INTER_NEAREST) > 0
-        out = sat.copy()
-        out[valid] = 0.5 * sat[valid] + 0.5 * bev[valid].astype(np.float32)
-        if "confidence" in d:
-            conf = cv2.resize(d["confidence"].astype(np.float32), (s, s))
-            confident = conf > 0.5
-            out[confident, 1] = np.minimum(255.0, out[confident, 1] * 0.7 + 76.0)
-        img = np.ascontiguousarray(out.clip(0, 255).astype(np.uint8))
-        est = (int(round(c + su / mpp)), int(round(c + sv / mpp)))
-        cv2.drawMarker(img, (c, c), (255, 0, 0), cv2.MARKER_CROSS, 16, 2)
-        cv2.arrowedLine(img, (c, c), (c + 24, c), (255, 0, 0), 2)
-        tip = (int(round(est[0] + 24 * math.cos(a))), int(round(est[1] - 24 * math.sin(a))))
-        cv2.drawMarker(img, est, (0, 96, 255), cv2.MARKER_TILTED_CROSS, 16, 2)
-        cv2.arrowedLine(img, est, tip, (0, 96, 255), 2)
-        return img
+    def _place(self, c: _Correction, heading: float, plane: Any) -> _Placed:
+        """Turn the camera's correction into base_link's pose, beside the prior's, in the map."""
+        yaw_enu = wrap_angle(heading + c.yaw_rad)
+        cam_off = np.array([self.mount.camera_x_m, self.mount.camera_y_m])
+        # The crop is centred on the camera's prior position.
+        cam_en = _rot(heading) @ np.array([c.shift_u_m, -c.shift_v_m])
+        base_en = cam_en - _rot(yaw_enu) @ cam_off
+        lat, lon, x, y, yaw_map = self._map_pose(plane, *base_en, yaw_enu)
+        prior_base_en = -_rot(heading) @ cam_off
+        _, _, px, py, pyaw = self._map_pose(plane, *prior_base_en, heading)
+        gamma = wrap_angle(yaw_map - yaw_enu)
+        return _Placed(lat, lon, x, y, yaw_map, yaw_enu, px, py, pyaw, base_en - prior_base_en,
+                       _map_covariance(c, heading, yaw_enu, gamma, cam_off))
+
+    def _map_pose(self, plane: Any, east: float, north: float,
+                  yaw_enu: float) -> tuple[float, float, float, float, float]:
+        """Return (lat, lon, x, y, yaw_map) of a point given in the crop's tangent plane."""
+        lat, lon = plane.offset_to_latlon(east, north)
+        # The map's yaw is measured numerically: a 1 m step along the heading, projected.
+        lat1, lon1 = plane.offset_to_latlon(east + math.cos(yaw_enu), north + math.sin(yaw_enu))
+        self.map_frame.ensure(lat, lon)
+        x, y = self.map_frame.forward(lat, lon)
+        x1, y1 = self.map_frame.forward(lat1, lon1)
+        return float(lat), float(lon), x, y, math.atan2(y1 - y, x1 - x)
+
+
+def _outputs(out: Any, b: int) -> dict[str, np.ndarray]:
+    """Return the network's outputs for B crops as float64 numpy arrays (call under torch).
+
+    ``confidence`` is the mean of the confidence map over the visible mask (1 without one);
+    ``confidence_map`` is the map itself, where the network has one.
+    """
+    import torch
+
+    def arr(t: Any, dtype: Any = np.float64) -> np.ndarray:
+        t = t.detach().cpu()
+        if t.dtype not in (torch.float32, torch.float64, torch.bool):
+            t = t.float()  # bf16/fp16 under autocast: numpy has no bfloat16
+        return np.asarray(t.numpy(), dtype=dtype)
+
+    result = {
+        "shift_u_m": arr(out.shift_u_m).reshape(b),
+        "shift_v_m": arr(out.shift_v_m).reshape(b),
+        "yaw_deg": arr(out.yaw_deg).reshape(b),
+        "covariance": arr(out.covariance).reshape(b, 3, 3),
+    }
+    conf = getattr(out, "confidence", None)
+    mask = getattr(out, "mask", None)
+    if conf is None:
+        result["confidence"] = np.ones(b)
+        return result
+    c = arr(conf, np.float32).reshape(b, -1)
+    if mask is None:
+        result["confidence"] = c.mean(axis=1, dtype=np.float64)
+    else:
+        m = arr(mask, bool).reshape(b, -1)
+        result["confidence"] = (c * m).sum(axis=1, dtype=np.float64) / \
+            np.maximum(m.sum(axis=1), 1)
+    result["confidence_map"] = c.reshape(conf.shape)
+    return result

@@ -3,7 +3,8 @@
 """The node's fix history stays bounded, pairs across +-180 deg, and cleanup frees the model.
 
 These drive one node object in this process through its subscription callbacks (thousands of
-messages, exact buffer contents); the DDS behaviour is in test_hardening_node.py.
+messages, exact buffer contents); the buffer alone is tested in test_prior.py and the DDS
+behaviour in test_hardening_node.py.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from test_node_support import LAT0, LON0, Oracle, write_tile_cache
 
 rclpy = pytest.importorskip("rclpy")
 
-from denseflow_ros.ros import node as node_module  # noqa: E402
+from denseflow_ros.prior import MAX_FIXES  # noqa: E402
 from denseflow_ros.ros.node import LocalizerNode  # noqa: E402
 
 
@@ -50,37 +51,40 @@ def test_fix_history_is_bounded_by_count_and_age(node: LocalizerNode) -> None:
     t0 = 1_000 * 10**9
     for _ in range(20_000):  # a receiver whose stamp is stuck
         node._on_fix(_fix(t0))
-    assert len(node._fixes) == 1
+    assert node._priors.fix_stamps() == [t0]
     for i in range(20_000):  # a flood at 1 kHz, 20 s
         node._on_fix(_fix(t0 + (i + 1) * 10**6))
-    assert len(node._fixes) == node_module._MAX_FIXES
-    assert node._fix_keys == sorted(node._fix_keys)
-    assert node._fix_keys[-1] == t0 + 20_000 * 10**6
+    stamps = node._priors.fix_stamps()
+    assert len(stamps) == MAX_FIXES and stamps == sorted(stamps)
+    assert stamps[-1] == t0 + 20_000 * 10**6
     node._on_fix(_fix(t0 + 300 * 10**9))  # five minutes on: older fixes age out
-    assert node._fix_keys == [t0 + 300 * 10**9]
+    assert node._priors.fix_stamps() == [t0 + 300 * 10**9]
+    assert node.stats.rejected["clock_jump"] == 0
 
 
 def test_fix_far_ahead_is_dropped_without_trimming_history(node: LocalizerNode) -> None:
     t0 = 1_000 * 10**9
-    with node._lock:
-        node._check_clock(t0, "image")
+    node._priors.note_image(t0)
     for i in range(5):
         node._on_fix(_fix(t0 + i * 10**8))
     node._on_fix(_fix(t0 + 3600 * 10**9))
-    assert node.stats.rejected["fix_future"] == 1 and len(node._fixes) == 5
+    assert node.stats.rejected["fix_future"] == 1 and len(node._priors.fix_stamps()) == 5
     node._on_fix(_fix(t0 + 5 * 10**8))
-    assert node.stats.rejected["clock_jump"] == 0 and len(node._fixes) == 6
+    assert node.stats.rejected["clock_jump"] == 0 and len(node._priors.fix_stamps()) == 6
+    node._on_fix(_fix(t0 - 5 * 10**9))  # the fix stream jumps back: counted, history reset
+    assert node.stats.rejected["clock_jump"] == 1
+    assert node._priors.fix_stamps() == [t0 - 5 * 10**9]
 
 
 def test_fixes_interpolate_across_the_antimeridian(node: LocalizerNode) -> None:
     t0 = 1_000 * 10**9
     node._on_fix(_fix(t0, 0.0, 179.9999))
     node._on_fix(_fix(t0 + 2 * 10**8, 0.0, -179.9999))
-    lat, lon, _, _ = node._pair_fix(t0 + 10**8)
-    assert lat == 0.0 and abs(lon) == pytest.approx(180.0, abs=1e-9)
-    lat, lon, _, _ = node._pair_fix(t0 + 5 * 10**7)
-    assert lon == pytest.approx(179.99995, abs=1e-9)
-    assert math.isfinite(lat)
+    fix = node._priors.fix_at(t0 + 10**8, 0.5)
+    assert fix.lat == 0.0 and abs(fix.lon) == pytest.approx(180.0, abs=1e-9)
+    fix = node._priors.fix_at(t0 + 5 * 10**7, 0.5)
+    assert fix.lon == pytest.approx(179.99995, abs=1e-9)
+    assert math.isfinite(fix.lat) and fix.source.longitude == 179.9999
 
 
 def test_cleanup_closes_the_tile_cache_and_drops_the_model(node: LocalizerNode) -> None:

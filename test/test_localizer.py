@@ -1,6 +1,6 @@
 # Copyright 2026 The denseflow_ros Authors
 # SPDX-License-Identifier: Apache-2.0
-"""The localizer without ROS: frame conventions end to end, covariance, gating, yaw search."""
+"""The localizer without ROS: conventions end to end, covariance, gating, yaw search, open()."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from test_node_support import (
     write_tile_cache,
 )
 
+from denseflow_ros.debug_view import debug_image
 from denseflow_ros.geo import LocalEnu, SatelliteCache
 from denseflow_ros.localizer import (
     CameraMount,
@@ -30,8 +31,10 @@ from denseflow_ros.localizer import (
     FrameError,
     InputGeometry,
     Localizer,
+    LocalizerSettings,
     MapFrame,
     Prior,
+    SettingsError,
     Thresholds,
     prepare_ground,
 )
@@ -243,7 +246,7 @@ def test_debug_image_draws_over_the_crop(cache: SatelliteCache) -> None:
                      MapFrame("enu", (LAT0, LON0)))
     ground = np.full((32, 96, 3), 250, np.uint8)
     est = loc.localize(Frame(ground, intrinsics()), Prior(LAT0, LON0, 0.3), keep_debug=True)
-    img = loc.debug_image(est)
+    img = debug_image(est, loc.geometry)
     s = loc.geometry.satellite_size
     assert img.shape == (s, s, 3) and img.dtype == np.uint8
     assert not np.array_equal(img, est.debug["satellite"])
@@ -262,3 +265,98 @@ def test_warm_up_runs_the_model(cache: SatelliteCache, tmp_path: Path) -> None:
 
     _localizer(model, cache, MapFrame("enu")).warm_up(3)
     assert calls == [((1, 3, 128, 512), (1, 3, 256, 256))] * 3
+
+
+def _settings(tiles: Path | str, **kw: object) -> LocalizerSettings:
+    values: dict[str, object] = dict(
+        model_path="", preset="lite", device="cpu", precision="fp32", tile_cache=str(tiles),
+        tile_cache_mb=64, map_projection="enu", yaw_hypotheses=18)
+    values.update(kw)
+    return LocalizerSettings(**values)
+
+
+@pytest.fixture(scope="module")
+def tiles(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tile_cache(tmp_path_factory.mktemp("open") / "xyz", radius_m=60.0)
+
+
+def test_open_builds_the_pipeline_from_settings(tiles: Path) -> None:
+    made: list[tuple[str, str]] = []
+
+    def factory(preset: str, device: str) -> Oracle:
+        made.append((preset, device))
+        return Oracle({}, preset)
+
+    mount = CameraMount(**MOUNT)
+    loc = Localizer.open(_settings(tiles, device="auto", iterations=3, camera_height_m=1.9,
+                                   datum=(LAT0, LON0), map_projection="utm", mount=mount,
+                                   yaw_hypotheses=7), factory)
+    preset = get_preset("lite")
+    assert made == [("lite", loc.device)] and loc.device in ("cpu", "cuda")
+    assert loc.geometry == InputGeometry.from_preset(preset, 1.9)
+    assert loc.mount == mount and loc.yaw_hypotheses == 7
+    assert loc.map_frame.ready and loc.map_frame.utm_zone == 32
+    assert loc.iterations == 3 and loc.model.iterations == 3
+    assert loc.status() == {"device": loc.device, "precision": "fp32", "iterations": "3"}
+    loc.iterations = 0  # 0 = the preset's
+    assert loc.iterations == preset.iterations
+    loc.close()
+    assert loc.model is None and loc.cache is None
+
+
+def test_open_loads_a_checkpoint_and_warns_of_fp16_on_the_cpu(tiles: Path, tmp_path: Path
+                                                             ) -> None:
+    from denseflow_ros.model import DenseFlow, save_checkpoint
+
+    path = tmp_path / "lite.pt"
+    save_checkpoint(DenseFlow(get_preset("lite")).eval(), path)
+    loc = Localizer.open(_settings(tiles, model_path=str(path), preset="", precision="fp16"))
+    assert isinstance(loc.model, DenseFlow) and loc.runs_fp32_for_fp16
+    assert loc.iterations == get_preset("lite").iterations and not loc.map_frame.ready
+    loc.close()
+
+
+@pytest.mark.parametrize(("change", "param", "text"), [
+    (dict(model_path=""), "model_path", "not set"),
+    (dict(model_path="/nonexistent/model.pt"), "model_path", "no such file"),
+    (dict(model_path="EXISTING", preset="kitty"), "preset", "unknown preset 'kitty'"),
+    (dict(model_path="EXISTING"), "model_path", "cannot load"),
+    (dict(device="tpu"), "device", "must be auto, cpu, cuda or cuda:N"),
+    (dict(precision="fp8"), "precision", "must be one of"),
+    (dict(tile_cache=""), "tile_cache", "not set"),
+    (dict(tile_cache="/nonexistent/tiles.mbtiles"), "tile_cache", "no such file or folder"),
+    (dict(tile_cache="EMPTY"), "tile_cache", ""),
+    (dict(datum=(LAT0,)), "datum", "must be [lat, lon] in degrees"),
+    (dict(datum=(91.0, 0.0)), "datum", "must be [lat, lon] in degrees"),
+    (dict(datum=(89.0, 0.0), map_projection="utm"), "datum", "UTM covers latitudes"),
+    (dict(map_projection="lambert"), "map_projection", "must be one of"),
+])
+def test_open_names_the_setting_that_fails(tiles: Path, tmp_path: Path, change: dict,
+                                           param: str, text: str) -> None:
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    (tmp_path / "empty").mkdir()
+    swap = {"EXISTING": str(garbage), "EMPTY": str(tmp_path / "empty")}
+    change = {k: swap.get(v, v) if isinstance(v, str) else v for k, v in change.items()}
+    factory = None if "model_path" in change else (lambda preset, device: Oracle({}, preset))
+    with pytest.raises(SettingsError) as err:
+        Localizer.open(_settings(tiles, **change), factory)
+    assert err.value.param == param and text in err.value.text
+    assert str(err.value).startswith(f"{param}: ")
+
+
+def test_rejection_is_raised_as_a_frame_error(cache: SatelliteCache) -> None:
+    frame = Frame(frame_image(0), intrinsics())
+    prior = Prior(LAT0, LON0, 0.0, np.eye(2) * 5.0 ** 2)
+    far = _localizer(FixedOutput(30.0, 0.0, 0.0, np.eye(3) * 0.01), cache,
+                     MapFrame("enu", (LAT0, LON0)))
+    est = far.localize(frame, prior, Thresholds(gate_sigma=3.0))
+    with pytest.raises(FrameError, match=r"estimate moved 30\.0 m .* outside the gate") as err:
+        est.raise_rejection()
+    assert err.value.reason == "outside_gate"
+    low = _localizer(FixedOutput(0.0, 0.0, 0.0, np.eye(3) * 0.01, confidence=0.2), cache,
+                     MapFrame("enu", (LAT0, LON0)))
+    with pytest.raises(FrameError, match="mean confidence 0.200 is below") as err:
+        low.localize(frame, prior, Thresholds(min_confidence=0.5)).raise_rejection()
+    assert err.value.reason == "low_confidence"
+    far.localize(frame, prior, Thresholds(gate_sigma=0.0)).raise_rejection()  # accepted

@@ -351,11 +351,11 @@ def test_lifecycle_transitions_without_autostart(
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("model_path:=''", "parameter 'model_path' is empty"),
+        ("model_path:=''", "parameter 'model_path': not set"),
         ("model_path:=/nonexistent/model.pt", "parameter 'model_path': no such file"),
         ("tile_cache:=/nonexistent/tiles.mbtiles", "parameter 'tile_cache': no such file"),
         ("preset:=kitty", "parameter 'preset' must be one of"),
-        ("device:=tpu", "parameter 'device' must be"),
+        ("device:=tpu", "parameter 'device': must be"),
         ("max_fix_age_s:=-1.0", "parameter 'max_fix_age_s'"),
     ],
 )

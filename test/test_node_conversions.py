@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 
+from denseflow_ros.angles import quaternion_from_yaw, yaw_from_quaternion
 from denseflow_ros.localizer import FrameError, PoseEstimate
 from denseflow_ros.ros import conversions as conv
 
@@ -157,15 +158,17 @@ def test_fix_checks_and_covariance() -> None:
 
 
 def test_quaternion_yaw_round_trip() -> None:
-    from geometry_msgs.msg import Quaternion
-
     for yaw in np.linspace(-3.1, 3.1, 13):
-        x, y, z, w = conv.yaw_to_quaternion(yaw)
-        assert conv.quaternion_to_yaw(Quaternion(x=x, y=y, z=z, w=w)) == pytest.approx(yaw)
+        x, y, z, w = quaternion_from_yaw(yaw)
+        assert yaw_from_quaternion(x, y, z, w) == pytest.approx(yaw)
         # Unnormalised quaternions give the same yaw.
-        assert conv.quaternion_to_yaw(Quaternion(x=0.0, y=0.0, z=3 * z, w=3 * w)) == \
-            pytest.approx(yaw)
-    assert math.isnan(conv.quaternion_to_yaw(Quaternion(x=0.0, y=0.0, z=0.0, w=0.0)))
+        assert yaw_from_quaternion(0.0, 0.0, 3 * z, 3 * w) == pytest.approx(yaw)
+    assert math.isnan(yaw_from_quaternion(0.0, 0.0, 0.0, 0.0))
+    assert math.isnan(yaw_from_quaternion(math.nan, 0.0, 0.0, 1.0))
+    # A rolled and pitched orientation keeps its yaw about z.
+    from denseflow_ros.bagio import quaternion_from_euler
+
+    assert yaw_from_quaternion(*quaternion_from_euler(0.3, -0.2, 2.0)) == pytest.approx(2.0)
 
 
 def _estimate(cov: np.ndarray) -> PoseEstimate:

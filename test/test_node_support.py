@@ -303,7 +303,8 @@ class Client:
         self.fixes: list[Any] = []
         self.diagnostics: list[Any] = []
         self.sent: Counter[str] = Counter()  # messages published, by kind
-        self._last: dict[str, Any] = {}  # the last message of each kind
+        # Messages of each kind published since the node last confirmed them all.
+        self._unconfirmed: dict[str, list[Any]] = {}
         reliable = QoSProfile(depth=100)
         self.sub_pose = self.node.create_subscription(
             PoseWithCovarianceStamped, "pose", self.poses.append, reliable)
@@ -390,7 +391,7 @@ class Client:
         pubs[kind].publish(msg)
         if not again:
             self.sent[kind] += 1
-            self._last[kind] = msg
+            self._unconfirmed.setdefault(kind, []).append(msg)
 
     def send_camera_info(self, k: np.ndarray, width: int, height: int) -> None:
         """Publish a CameraInfo."""
@@ -443,9 +444,10 @@ class Client:
 
         Orders inputs by what the node reports, not by time: an image sent after this pairs
         with everything sent before it. Best-effort messages sent while the node's side of a
-        new subscription is still matching are lost: a fix, heading or camera_info still
-        missing after ``resend_s`` is sent again, in place of the lost one (a repeated stamp
-        changes nothing).
+        new subscription is still matching are lost: while a fix, heading or camera_info is
+        still missing after ``resend_s``, every message of its kind sent since the last
+        complete wait is sent again, the lost one among them (a repeated stamp changes
+        nothing).
         """
         streams = {"received_fixes": ("fix",), "received_headings": ("imu", "odom"),
                    "received_camera_info": ("camera_info",)}
@@ -453,7 +455,7 @@ class Client:
         def missing() -> list[str]:
             lagging = [kind for key, kinds in streams.items()
                        if self.counter(key) < sum(self.sent[k] for k in kinds)
-                       for kind in kinds if kind in self._last]
+                       for kind in kinds if self._unconfirmed.get(kind)]
             images = self.sent["image"] + self.sent["compressed"]
             return lagging + (["image"] if self.counter("received_images") < images else [])
 
@@ -462,8 +464,9 @@ class Client:
             assert time.monotonic() < deadline, \
                 f"inputs not received: sent {dict(self.sent)}, diagnostics {self.diag()}"
             for kind in missing():
-                if kind != "image":
-                    self.publish(kind, self._last[kind], again=True)
+                for msg in self._unconfirmed.get(kind, []) if kind != "image" else []:
+                    self.publish(kind, msg, again=True)
+        self._unconfirmed.clear()
 
     def wait_idle(self, seconds: float = 60.0) -> None:
         """Wait until the node has received every image sent and finished with each one."""

@@ -43,6 +43,36 @@ def _tile_cache(root: Path) -> Path:
     return out
 
 
+class _RecordingNet:
+    """The network, keeping each call's inputs and timing it (the node's network)."""
+
+    def __init__(self, net: Any, sync: Callable[[], None]) -> None:
+        self.net = net
+        self.sync = sync
+        self.config = net.config
+        self.seen: list[tuple[Any, Any, Any]] = []
+        self.inside_ms: list[float] = []
+
+    @property
+    def iterations(self) -> int:
+        """Return the network's decoder iterations."""
+        return int(self.net.iterations)
+
+    @iterations.setter
+    def iterations(self, value: int) -> None:
+        self.net.iterations = value
+
+    def __call__(self, ground: Any, satellite: Any, intrinsics: Any, **kw: Any) -> Any:
+        """Run the network on a copy-kept input, timed between device synchronisations."""
+        self.seen.append((ground.clone(), satellite.clone(), intrinsics.clone()))
+        self.sync()
+        t0 = time.perf_counter()
+        out = self.net(ground, satellite, intrinsics, **kw)
+        self.sync()
+        self.inside_ms.append((time.perf_counter() - t0) * 1000.0)
+        return out
+
+
 def run(report: Callable[[str], None], preset: str = "lite", precision: str = "fp32",
         frames: int = FRAMES) -> None:
     """Measure the node's per-frame latency against the bare network on the same frames."""
@@ -59,20 +89,9 @@ def run(report: Callable[[str], None], preset: str = "lite", precision: str = "f
     apply_loopback_env(int(os.environ.get("ROS_DOMAIN_ID", "45")))
     device = "cuda" if torch.cuda.is_available() else "cpu"
     net = DenseFlow(get_preset(preset)).eval().to(device)
-    seen: list[tuple[Any, Any, Any]] = []
-    inside_ms: list[float] = []
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-
-    def recording_net(ground: Any, satellite: Any, intrinsics: Any, **kw: Any) -> Any:
-        seen.append((ground.clone(), satellite.clone(), intrinsics.clone()))
-        sync()
-        t0 = time.perf_counter()
-        out = net(ground, satellite, intrinsics, **kw)
-        sync()
-        inside_ms.append((time.perf_counter() - t0) * 1000.0)
-        return out
-
-    recording_net.config = net.config  # type: ignore[attr-defined]
+    recording_net = _RecordingNet(net, sync)
+    seen, inside_ms = recording_net.seen, recording_net.inside_ms
 
     with tempfile.TemporaryDirectory() as tmp:
         tiles = _tile_cache(Path(tmp))

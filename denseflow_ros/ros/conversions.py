@@ -9,9 +9,14 @@ from typing import Any
 
 import numpy as np
 
-from denseflow_ros.geo.mercator import MAX_LATITUDE_DEG
-from denseflow_ros.geo.sources import TileDecodeError, image_size
-from denseflow_ros.localizer import FrameError, PoseEstimate, is_positive_definite
+from denseflow_ros.angles import quaternion_from_yaw
+from denseflow_ros.localizer import (
+    MAX_LATITUDE_DEG,
+    FrameError,
+    PoseEstimate,
+    image_header_size,
+    is_positive_definite,
+)
 
 # Variance given to the pose components the localizer does not observe (z, roll, pitch):
 # large enough that any filter ignores them, finite so that none divides by infinity.
@@ -132,8 +137,8 @@ def compressed_to_rgb(msg: Any, size: tuple[int, int] | None = None,
     data = _bytes(msg.data)
     what = f"compressed image ({printable(msg.format or 'no format')}, {data.size} bytes)"
     try:
-        w, h = image_size(data.tobytes())
-    except TileDecodeError as exc:
+        w, h = image_header_size(data.tobytes())
+    except ValueError as exc:
         raise FrameError("bad_image", f"{what}: {exc}") from None
     _check_size(w, h, size, max_pixels)
     decoded = cv2.imdecode(data, cv2.IMREAD_COLOR)
@@ -219,20 +224,6 @@ def fix_covariance_en(msg: Any, default_std_m: float) -> tuple[np.ndarray, bool]
     return 0.5 * (cov + cov.T), True
 
 
-def quaternion_to_yaw(q: Any) -> float:
-    """Return the yaw (rad, about z) of a geometry_msgs/Quaternion; NaN if degenerate."""
-    x, y, z, w = q.x, q.y, q.z, q.w
-    n = x * x + y * y + z * z + w * w
-    if not math.isfinite(n) or n < 1e-12:
-        return math.nan
-    return math.atan2(2.0 * (w * z + x * y), w * w + x * x - y * y - z * z)
-
-
-def yaw_to_quaternion(yaw: float) -> tuple[float, float, float, float]:
-    """Return (x, y, z, w) of a rotation by ``yaw`` about z."""
-    return 0.0, 0.0, math.sin(yaw / 2.0), math.cos(yaw / 2.0)
-
-
 def covariance_6x6(cov_xyyaw: np.ndarray) -> list[float]:
     """Embed a (x, y, yaw) covariance in ROS's row-major 6x6 (x, y, z, roll, pitch, yaw)."""
     c = np.zeros((6, 6))
@@ -255,7 +246,7 @@ def pose_message(estimate: PoseEstimate, header: Any) -> Any:
     msg = PoseWithCovarianceStamped(header=header)
     p = msg.pose.pose
     p.position.x, p.position.y, p.position.z = estimate.x, estimate.y, 0.0
-    qx, qy, qz, qw = yaw_to_quaternion(estimate.yaw)
+    qx, qy, qz, qw = quaternion_from_yaw(estimate.yaw)
     p.orientation.x, p.orientation.y, p.orientation.z, p.orientation.w = qx, qy, qz, qw
     msg.pose.covariance = covariance_6x6(estimate.covariance)
     return msg

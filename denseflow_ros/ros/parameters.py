@@ -10,8 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from denseflow_ros.localizer import PRECISIONS
+from denseflow_ros.parts import MAP_PROJECTIONS
+from denseflow_ros.prior import HEADING_SOURCES
+
 PRESET_NAMES = ("kitti", "ford", "vigor", "oxford", "lite")
-HEADING_SOURCES = ("imu", "odom", "track", "previous", "none")
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,7 @@ SPECS: dict[str, Spec] = {
     "map_frame": Spec("map", "frame_id of the published pose"),
     "base_frame": Spec("base_link", "frame_id of the refined fix (the pose's child frame)"),
     "map_projection": Spec("enu", "map frame: 'enu' (local ENU plane at datum) or 'utm'",
-                           choices=("enu", "utm")),
+                           choices=MAP_PROJECTIONS),
     "datum": Spec([0.0, 0.0], "[lat, lon] of the local ENU origin (or of the UTM zone); "
                               "[0, 0] = the first valid fix"),
     "utm_zone": Spec(0, "UTM zone for map_projection utm; 0 = from the datum", 0, 60),
@@ -67,7 +70,7 @@ SPECS: dict[str, Spec] = {
     "diagnostics_period_s": Spec(1.0, "period of /diagnostics", 0.1, 60.0),
     # Run-time changeable.
     "precision": Spec("fp32", "inference precision: fp32, fp16 or bf16 (autocast)",
-                      choices=("fp32", "fp16", "bf16"), runtime=True),
+                      choices=PRECISIONS, runtime=True),
     "iterations": Spec(0, "flow decoder iterations; 0 = the preset's", 0, 64, runtime=True),
     "min_confidence": Spec(0.0, "reject estimates whose mean confidence is lower", 0.0, 1.0,
                            runtime=True),
