@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 KEYS = ("position_scale", "position_floor_m2", "yaw_scale", "yaw_floor_rad2")
-_SCALES = np.exp(np.linspace(np.log(1e-4), np.log(1e4), 161))
+_SCALES = np.exp(np.linspace(np.log(1e-4), np.log(1e6), 201))
 
 
 def apply_calibration(cov: torch.Tensor, calibration: Mapping[str, float] | None
