@@ -416,7 +416,7 @@ class Localizer:
 
     @property
     def iterations(self) -> int:
-        """Return the flow decoder's iterations per frame (a :class:`Network`'s)."""
+        """Return the flow decoder's iterations per frame (``parts.Network.iterations``)."""
         return int(self.model.iterations)
 
     @iterations.setter
