@@ -30,6 +30,7 @@ bench: venv
 
 demo-weights: venv
 	$(PY) -m training.train --config training/configs/demo_lite.yaml
+	$(PY) -m training.train --config training/configs/demo_lite_search.yaml
 
 lint: venv
 	$(VENV)/bin/ruff check .

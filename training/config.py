@@ -37,6 +37,8 @@ class TrainConfig:
     shift_range_lat_m: float = 20.0
     rotation_range_deg: float = 10.0
     iterations: int | None = None
+    # The decoder's coarse shift search half-width in metres; None takes the preset's, 0 is off.
+    coarse_search_m: float | None = None
     # Optimisation: AdamW, a OneCycle schedule with a 5 % linear warm-up, gradients clipped
     # to norm 1.0.
     epochs: int = 20

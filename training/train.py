@@ -155,6 +155,8 @@ def build_model(cfg: TrainConfig) -> DenseFlow:
     model_cfg = get_preset(cfg.preset)
     if cfg.iterations is not None:
         model_cfg.iterations = int(cfg.iterations)
+    if cfg.coarse_search_m is not None:
+        model_cfg.coarse_search_m = float(cfg.coarse_search_m)
     # Input geometry is part of the network's config (the BEV grid's cell size follows it).
     if cfg.ground_size is not None:
         model_cfg.ground_size = tuple(int(x) for x in cfg.ground_size)
