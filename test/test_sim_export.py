@@ -37,7 +37,7 @@ def drive(world: World) -> Drive:
 
 def world_crop(world: World, east: float, north: float, heading_rad: float, size_px: int,
                mpp: float) -> np.ndarray:
-    """Heading-aligned crop of the orthophoto by the contract's pixel -> ENU formulas."""
+    """Heading-aligned crop of the orthophoto by the crop convention's pixel -> ENU formulas."""
     import cv2
 
     c = size_px // 2
@@ -248,7 +248,7 @@ def test_kitti_export_loads_through_the_training_loader(world: World, drive: Dri
                                    rtol=1e-5)
         su, sv, yaw_deg = (float(sample[k]) for k in ("shift_u_m", "shift_v_m", "yaw_deg"))
         mpp = float(sample["mpp"])
-        # Undo the labels: the prior the crop is centred on, by the contract's formulas.
+        # Undo the labels: the prior the crop is centred on, by the crop convention's formulas.
         h = test1.yaw_rad[i] - math.radians(yaw_deg)
         pe = test1.east[i] - (math.cos(h) * su + math.sin(h) * sv)
         pn = test1.north[i] - (math.sin(h) * su - math.cos(h) * sv)

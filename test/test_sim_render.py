@@ -33,7 +33,7 @@ def flat_world(town: World) -> World:
 
 def expected_pixel(K: np.ndarray, cam: tuple[float, float, float], point_enu: np.ndarray
                    ) -> tuple[float, float]:
-    """Project an ENU point (east, north, up) with the contract's camera frame."""
+    """Project an ENU point (east, north, up) with the camera frame (x right, y down, z ahead)."""
     e0, n0, yaw = cam
     d = point_enu[:2] - np.array([e0, n0])
     fwd = d[0] * math.cos(yaw) + d[1] * math.sin(yaw)

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """What every benchmark loader shares: root checks, image decoding, crops, targets, RNG.
 
-A sample is a dict of tensors in the package's conventions (see the team's frame contract):
+A sample is a dict of tensors in the package's conventions (see "Sign conventions" in README.md):
 
 - ``ground`` (3, H, W) float32 RGB in [0, 1]; ``intrinsics`` (3, 3) for that size;
 - ``satellite`` (3, S, S) float32 RGB in [0, 1], centred on the prior position and turned so
