@@ -49,6 +49,7 @@ def test_bundled_network_cuts_the_prior_error_on_a_held_out_town(predictions: di
     # The median at most a third of the prior's; across (v) and along (u) the road each at
     # most half of the prior's; the yaw median under 1.5 deg (the prior's is about 2.5).
     assert np.median(dist) < np.median(prior) / 3.0, (dist, prior)
+    assert dist.mean() < prior.mean(), (dist, prior)
     for axis in (0, 1):
         assert np.median(np.abs(err[:, axis])) < 0.5 * np.median(
             np.abs(predictions["true"][:, axis])), (axis, err)
