@@ -404,3 +404,37 @@ def test_ford_recording_camera_encodings(tmp_path: Path, kind: str) -> None:
             np.testing.assert_array_equal(rgb, _image(20 + i))
         else:  # a uniform colour demosaics to itself away from the border
             assert rgb[2:-2, 2:-2].reshape(-1, 3).tolist() == [[200, 100, 50]] * 8
+
+
+def test_converters_run_without_a_command_line(tmp_path: Path) -> None:
+    make_kitti(tmp_path / "KITTI")
+    options = bag_kitti.KittiOptions(
+        output=bag_common.OutputOptions(build_tiles=False),
+        frames=bag_common.FrameRange(start=1),
+        topics=bag_common.Topics(**{**bag_kitti.DEFAULT_TOPICS, "fix": "/gnss/fix"}),
+        degradation=bag_common.GnssDegradation(noise_m=3.0, seed=4))
+    kitti = bag_kitti.convert_kitti(tmp_path / "KITTI", DRIVE, tmp_path / "kitti", options)
+    assert (kitti.frames, kitti.satellite_images, kitti.tiles) == (2, 0, None)
+    assert kitti.camera_in_imu_m is not None and len(kitti.camera_in_imu_m) == 3
+    assert "tiles" not in bag_common.summary_dict(kitti)
+    topics = bagio.bag_topics(tmp_path / "kitti")
+    assert topics["/gnss/fix"][1] == 2
+    # The degradation is a template: the same options give the same bag twice.
+    again = bag_kitti.convert_kitti(tmp_path / "KITTI", DRIVE, tmp_path / "kitti2", options)
+    assert again.datum == kitti.datum
+    fixes = [[(m.msg.latitude, m.msg.longitude) for m in bagio.iter_messages(b, ["/gnss/fix"])]
+             for b in (tmp_path / "kitti", tmp_path / "kitti2")]
+    assert fixes[0] == fixes[1]
+
+    make_ford(tmp_path / "Ford")
+    ford = bag_ford.convert_ford_processed(tmp_path / "Ford", FORD_LOG, tmp_path / "ford",
+                                           bag_ford.FordOptions())
+    assert (ford.frames, ford.satellite_images, ford.tiles) == (len(FORD_LINES), 0, None)
+    assert bagio.bag_topics(tmp_path / "ford")[bag_ford.DEFAULT_TOPICS["image"]][1] == ford.frames
+
+    make_ford_recording(tmp_path / "ford_raw")
+    recording = bag_ford.convert_ford_recording(
+        tmp_path / "ford_raw", tmp_path / "ford_rec",
+        bag_ford.FordOptions(frames=bag_common.FrameRange(step=2)))
+    assert recording.messages == {"image": 2, "fix": 4, "imu": 4, "ground_truth": 4}
+    assert recording.map_origin_fit_pairs == 4 and recording.map_origin_fit_rms_m < 1e-3

@@ -33,17 +33,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     bag_ford.add_arguments(ford)
 
 
+def _convert(args: argparse.Namespace) -> object:
+    """Run the converter a ``denseflow bag`` command line names; return its summary."""
+    from denseflow_ros.tools import bag_ford, bag_kitti
+
+    if args.dataset == "kitti":
+        return bag_kitti.convert_kitti(args.root, args.drive, args.out,
+                                       bag_kitti.KittiOptions.from_args(args))
+    options = bag_ford.FordOptions.from_args(args)
+    if args.root:
+        return bag_ford.convert_ford_processed(args.root, args.log or "", args.out, options)
+    return bag_ford.convert_ford_recording(args.bag, args.out, options)
+
+
 def main(args: argparse.Namespace) -> int:
     """Run the converter and print a JSON summary of what it wrote."""
     from denseflow_ros.bagio import BagError
-    from denseflow_ros.tools import bag_ford, bag_kitti
+    from denseflow_ros.tools.bag_common import summary_dict
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    converter = bag_kitti.convert if args.dataset == "kitti" else bag_ford.convert
     try:
-        summary = converter(args)
+        summary = _convert(args)
     except (ValueError, OSError, BagError) as err:
         print(f"denseflow bag {args.dataset}: {err}", file=sys.stderr)
         return 1
-    print(json.dumps(summary, indent=2))
+    print(json.dumps(summary_dict(summary), indent=2))
     return 0

@@ -8,9 +8,10 @@ import argparse
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -188,14 +189,88 @@ def latlon_arg(text: str) -> tuple[float, float]:
     return lat, lon
 
 
-def tiles_path(args: argparse.Namespace) -> Path | None:
-    """Return where to build the tile cache, or None when disabled."""
-    if args.no_tiles:
-        return None
-    if args.tiles is not None:
-        return Path(args.tiles)
-    out = Path(args.out)
-    return out.with_name(out.name + ".mbtiles")
+@dataclass(frozen=True)
+class Topics:
+    """The topics a converter writes."""
+
+    image: str
+    camera_info: str
+    fix: str
+    imu: str
+    ground_truth: str
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Topics:
+        """Build from the ``--*-topic`` command-line options."""
+        return cls(args.image_topic, args.camera_info_topic, args.fix_topic, args.imu_topic,
+                   args.ground_truth_topic)
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """How a converter writes its bag: storage, overwrite, map frame, datum, tile cache.
+
+    ``datum`` None: the first pose; ``tiles`` None: ``<out>.mbtiles`` beside the bag, unless
+    ``build_tiles`` is off.
+    """
+
+    storage: str = "mcap"
+    overwrite: bool = False
+    map_frame: str = "map"
+    datum: tuple[float, float] | None = None
+    tiles: Path | None = None
+    build_tiles: bool = True
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> OutputOptions:
+        """Build from the output and tile-cache command-line options."""
+        return cls(args.storage, args.overwrite, args.map_frame, args.datum, args.tiles,
+                   not args.no_tiles)
+
+    def tiles_path(self, out: Path) -> Path | None:
+        """Return where to build the tile cache of the bag ``out``, or None when disabled."""
+        if not self.build_tiles:
+            return None
+        if self.tiles is not None:
+            return Path(self.tiles)
+        out = Path(out)
+        return out.with_name(out.name + ".mbtiles")
+
+
+@dataclass(frozen=True)
+class FrameRange:
+    """The frames a converter keeps: ``start`` up to ``end`` (None: all), every ``step``-th."""
+
+    start: int = 0
+    end: int | None = None
+    step: int = 1
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> FrameRange:
+        """Build from ``--start``, ``--end`` and ``--step``."""
+        return cls(args.start, args.end, args.step)
+
+    def select(self, count: int) -> list[int]:
+        """Return the kept indices of ``count`` frames; raise ValueError when there are none."""
+        if self.step < 1:
+            raise ValueError(f"--step must be >= 1, got {self.step}")
+        indices = list(range(count))[self.start:self.end:self.step]
+        if not indices:
+            raise ValueError("the frame range selects no frames")
+        return indices
+
+    def keeps(self, index: int) -> bool:
+        """Return whether the ``index``-th frame of a stream is kept."""
+        return (index >= self.start and (self.end is None or index < self.end)
+                and (index - self.start) % self.step == 0)
+
+
+def summary_dict(summary: object) -> dict[str, Any]:
+    """Return a converter's summary as printed; a ``tiles`` of None is left out."""
+    out = asdict(summary)  # type: ignore[call-overload]
+    if "tiles" in out and out["tiles"] is None:
+        del out["tiles"]
+    return out
 
 
 # -- satellite mosaic -----------------------------------------------------------------------

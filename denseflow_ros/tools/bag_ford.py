@@ -229,14 +229,74 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     bag_common.add_degradation_arguments(parser)
 
 
-def _metadata(args: argparse.Namespace, datum: tuple[float, float],
+@dataclasses.dataclass(frozen=True)
+class FordOptions:
+    """How a Ford log or recording is converted (see :func:`add_arguments` for each option).
+
+    ``calibration`` None: ``<root>/Calibration-V2/V2`` for the processed layout, no
+    camera_info for a recording. ``map_origin`` None: fitted to the recording's fixes.
+    ``degradation`` is a template: each conversion starts from a fresh copy.
+    """
+
+    output: bag_common.OutputOptions = dataclasses.field(
+        default_factory=bag_common.OutputOptions)
+    pose_list: str = "grd_sat_quaternion_latlon.txt"
+    calibration: Path | None = None
+    rate_hz: float = 10.0
+    fix_sigma_m: float = 0.1
+    map_origin: tuple[float, float] | None = None
+    satmap_zoom: int = 18
+    satmap_scale: int = 2
+    frames: bag_common.FrameRange = dataclasses.field(default_factory=bag_common.FrameRange)
+    topics: bag_common.Topics = dataclasses.field(
+        default_factory=lambda: bag_common.Topics(**DEFAULT_TOPICS))
+    camera_frame: str = "camera_front_left"
+    gps_frame: str = "gps"
+    imu_frame: str = "imu_link"
+    degradation: bag_common.GnssDegradation = dataclasses.field(
+        default_factory=bag_common.GnssDegradation)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> FordOptions:
+        """Return the options of a ``denseflow bag ford`` command line."""
+        return cls(bag_common.OutputOptions.from_args(args), args.pose_list, args.calibration,
+                   args.rate_hz, args.fix_sigma_m, args.map_origin, args.satmap_zoom,
+                   args.satmap_scale, bag_common.FrameRange.from_args(args),
+                   bag_common.Topics.from_args(args), args.camera_frame, args.gps_frame,
+                   args.imu_frame, bag_common.GnssDegradation.from_args(args))
+
+
+@dataclasses.dataclass
+class ProcessedSummary:
+    """What a processed-layout conversion wrote (``tiles`` None: no tile cache)."""
+
+    bag: str
+    frames: int
+    datum: tuple[float, float]
+    satellite_images: int = 0
+    tiles: str | None = None
+
+
+@dataclasses.dataclass
+class RecordingSummary:
+    """What a recording conversion wrote, per source topic, and how well its map was placed."""
+
+    bag: str
+    messages: dict[str, int]
+    datum: tuple[float, float]
+    map_origin_fit_rms_m: float
+    map_origin_fit_pairs: int
+
+
+def _metadata(options: FordOptions, datum: tuple[float, float],
               degrade: bag_common.GnssDegradation,
               calib: FordCalibration | None) -> dict[str, str]:
+    t = options.topics
     meta = {
         "source": "ford", "datum_lat": repr(datum[0]), "datum_lon": repr(datum[1]),
-        "map_frame": args.map_frame, "ground_truth_topic": args.ground_truth_topic,
-        "fix_topic": args.fix_topic, "imu_topic": args.imu_topic,
-        "image_topic": args.image_topic, "camera_info_topic": args.camera_info_topic,
+        "map_frame": options.output.map_frame, "ground_truth_topic": t.ground_truth,
+        "fix_topic": t.fix, "imu_topic": t.imu,
+        "image_topic": t.image, "camera_info_topic": t.camera_info,
         "ground_truth_point": "vehicle body origin (base_link)",
         "gnss_degradation": json.dumps({k: v for k, v in vars(degrade).items()
                                         if not k.startswith("_")}),
@@ -247,7 +307,7 @@ def _metadata(args: argparse.Namespace, datum: tuple[float, float],
     return meta
 
 
-def _write_fix(bag: bagio.BagWriter, args: argparse.Namespace, enu: Any,
+def _write_fix(bag: bagio.BagWriter, options: FordOptions, enu: Any,
                degrade: bag_common.GnssDegradation, t0: int, stamp: int, lat: float,
                lon: float, alt: float, variance: float, status: int) -> None:
     if degrade.active:
@@ -255,8 +315,8 @@ def _write_fix(bag: bagio.BagWriter, args: argparse.Namespace, enu: Any,
         de, dn = degrade.offset((stamp - t0) * 1e-9)
         lat, lon = enu.inverse(east + de, north + dn)
     var = variance + degrade.added_variance_m2
-    bag.write(args.fix_topic, "sensor_msgs/msg/NavSatFix", stamp, bagio.navsatfix_msg(
-        lat, lon, alt, stamp, args.gps_frame, covariance=[var, var, 4.0 * var],
+    bag.write(options.topics.fix, "sensor_msgs/msg/NavSatFix", stamp, bagio.navsatfix_msg(
+        lat, lon, alt, stamp, options.gps_frame, covariance=[var, var, 4.0 * var],
         covariance_type=bagio.COVARIANCE_TYPE_DIAGONAL_KNOWN, status=status))
 
 
@@ -267,74 +327,84 @@ def _with_yaw_error(q_xyzw: tuple[float, ...], yaw_err: float) -> tuple[float, .
     return bagio.quaternion_from_euler(roll, pitch, yaw + yaw_err)
 
 
-def convert_processed(args: argparse.Namespace) -> dict:
-    """Convert one log of the processed layout; return a summary."""
+def _camera_info(calib: FordCalibration, width: int, height: int, stamp: int,
+                 frame_id: str) -> Any:
+    return bagio.camera_info_msg(calib.k, width, height, stamp, frame_id, d=calib.d,
+                                 p=calib.p, r=calib.r, distortion_model=calib.distortion_model)
+
+
+def _write_pose_frame(bag: bagio.BagWriter, options: FordOptions, rgb: np.ndarray,
+                      calib: FordCalibration, pose: PoseLine, stamp: int, enu: Any,
+                      degrade: bag_common.GnssDegradation, t0: int) -> None:
+    """Write one processed-layout frame: image, camera_info, fix, IMU and ground truth."""
+    t = options.topics
+    bag.write(t.image, "sensor_msgs/msg/Image", stamp,
+              bagio.image_msg(rgb, stamp, options.camera_frame))
+    bag.write(t.camera_info, "sensor_msgs/msg/CameraInfo", stamp,
+              _camera_info(calib, rgb.shape[1], rgb.shape[0], stamp, options.camera_frame))
+    w, x, y, z = pose.q_wxyz
+    q_enu = ned_frd_to_enu_flu(x, y, z, w)
+    _write_fix(bag, options, enu, degrade, t0, stamp, pose.lat, pose.lon, 0.0,
+               options.fix_sigma_m**2, bagio.NAVSAT_STATUS_FIX)
+    unknown = [-1.0] + [0.0] * 8  # sensor_msgs: rates and accelerations not given
+    bag.write(t.imu, "sensor_msgs/msg/Imu", stamp, bagio.imu_msg(
+        stamp, options.imu_frame, _with_yaw_error(q_enu, degrade.yaw_error_rad()),
+        orientation_covariance=[1e-6, 1e-6, 1e-6 + math.radians(degrade.yaw_noise_deg) ** 2],
+        angular_velocity_covariance=unknown, linear_acceleration_covariance=unknown))
+    east, north = enu.forward(pose.lat, pose.lon)
+    bag.write(t.ground_truth, "geometry_msgs/msg/PoseStamped", stamp,
+              bagio.pose_stamped_msg(stamp, options.output.map_frame, (east, north, 0.0),
+                                     q_enu))
+
+
+def convert_ford_processed(root: Path, log: str, out: Path,
+                           options: FordOptions) -> ProcessedSummary:
+    """Convert ``log`` (e.g. ``2017-10-26/V2/Log1``) of the processed layout at ``root``."""
     import cv2
 
     from denseflow_ros.geo import LocalEnu
 
-    if not args.log:
+    if not log:
         raise ValueError("--log is required with --root (e.g. 2017-10-26/V2/Log1)")
-    log_dir = Path(args.root) / args.log
-    poses = read_pose_list(log_dir / args.pose_list)
-    image_dir = log_dir / (args.log.strip("/").replace("/", "-") + "-FL")
-    calib = read_calibration(Path(args.calibration or Path(args.root) / "Calibration-V2" / "V2"))
-    if args.step < 1:
-        raise ValueError(f"--step must be >= 1, got {args.step}")
-    selected = list(range(len(poses)))[args.start:args.end:args.step]
-    if not selected:
-        raise ValueError("the frame range selects no frames")
-    degrade = bag_common.GnssDegradation.from_args(args)
-    datum = args.datum or (poses[selected[0]].lat, poses[selected[0]].lon)
+    log_dir = Path(root) / log
+    poses = read_pose_list(log_dir / options.pose_list)
+    image_dir = log_dir / (log.strip("/").replace("/", "-") + "-FL")
+    calib = read_calibration(Path(options.calibration or Path(root) / "Calibration-V2" / "V2"))
+    selected = options.frames.select(len(poses))
+    degrade = dataclasses.replace(options.degradation)
+    datum = options.output.datum or (poses[selected[0]].lat, poses[selected[0]].lon)
     enu = LocalEnu(*datum)
     stamps = [bag_common.stamp_from_name(p.name) for p in poses]
     if any(s is None for s in stamps):
-        stamps = [round(i * 1e9 / args.rate_hz) for i in range(len(poses))]
+        stamps = [round(i * 1e9 / options.rate_hz) for i in range(len(poses))]
     t0 = int(stamps[selected[0]])  # type: ignore[arg-type]
     satmaps: dict[str, bag_common.Satmap] = {}
-    summary: dict = {"bag": str(args.out), "frames": len(selected), "datum": list(datum)}
-    with bagio.BagWriter(args.out, args.storage, metadata=_metadata(args, datum, degrade, calib),
-                         overwrite=args.overwrite) as bag:
+    summary = ProcessedSummary(str(out), len(selected), datum)
+    with bagio.BagWriter(out, options.output.storage,
+                         metadata=_metadata(options, datum, degrade, calib),
+                         overwrite=options.output.overwrite) as bag:
         for i in selected:
             pose, stamp = poses[i], int(stamps[i])  # type: ignore[arg-type]
             img_path = image_dir / (Path(pose.name).stem + ".png")
             bgr = cv2.imread(str(img_path), cv2.IMREAD_COLOR)
             if bgr is None:
                 raise ValueError(f"{img_path} is missing or not an image")
-            rgb = np.ascontiguousarray(bgr[:, :, ::-1])
-            bag.write(args.image_topic, "sensor_msgs/msg/Image", stamp,
-                      bagio.image_msg(rgb, stamp, args.camera_frame))
-            bag.write(args.camera_info_topic, "sensor_msgs/msg/CameraInfo", stamp,
-                      bagio.camera_info_msg(calib.k, rgb.shape[1], rgb.shape[0], stamp,
-                                            args.camera_frame, d=calib.d, p=calib.p, r=calib.r,
-                                            distortion_model=calib.distortion_model))
-            w, x, y, z = pose.q_wxyz
-            q_enu = ned_frd_to_enu_flu(x, y, z, w)
-            _write_fix(bag, args, enu, degrade, t0, stamp, pose.lat, pose.lon, 0.0,
-                       args.fix_sigma_m**2, bagio.NAVSAT_STATUS_FIX)
-            unknown = [-1.0] + [0.0] * 8  # sensor_msgs: rates and accelerations not given
-            bag.write(args.imu_topic, "sensor_msgs/msg/Imu", stamp, bagio.imu_msg(
-                stamp, args.imu_frame, _with_yaw_error(q_enu, degrade.yaw_error_rad()),
-                orientation_covariance=[1e-6, 1e-6, 1e-6 + math.radians(degrade.yaw_noise_deg)
-                                        ** 2],
-                angular_velocity_covariance=unknown, linear_acceleration_covariance=unknown))
-            east, north = enu.forward(pose.lat, pose.lon)
-            bag.write(args.ground_truth_topic, "geometry_msgs/msg/PoseStamped", stamp,
-                      bagio.pose_stamped_msg(stamp, args.map_frame, (east, north, 0.0), q_enu))
+            _write_pose_frame(bag, options, np.ascontiguousarray(bgr[:, :, ::-1]), calib, pose,
+                              stamp, enu, degrade, t0)
             key = f"{pose.sat_lat}_{pose.sat_lon}"
             sat_path = log_dir / "SatelliteMaps_18" / f"{key}.png"
             if key not in satmaps and sat_path.is_file():
                 sat_lat = float(pose.sat_lat)
                 satmaps[key] = bag_common.Satmap(
                     sat_path, sat_lat, float(pose.sat_lon),
-                    bag_common.satmap_mpp(sat_lat, args.satmap_zoom, args.satmap_scale))
-        summary["satellite_images"] = len(satmaps)
-        tiles = bag_common.tiles_path(args)
+                    bag_common.satmap_mpp(sat_lat, options.satmap_zoom, options.satmap_scale))
+        summary.satellite_images = len(satmaps)
+        tiles = options.output.tiles_path(out)
         if tiles is not None and satmaps:
             for key, value in bag_common.build_tile_cache(list(satmaps.values()),
                                                           tiles).items():
                 bag.set_metadata(key, repr(value))
-            summary["tiles"] = str(tiles)
+            summary.tiles = str(tiles)
         elif tiles is not None:
             bag_common.LOG.warning("no satellite images in %s; no tile cache built",
                                    log_dir / "SatelliteMaps_18")
@@ -377,15 +447,16 @@ def _stamp(msg: Any, fallback: int) -> int:
     return stamp if stamp > 0 else fallback
 
 
-def _map_offset(args: argparse.Namespace, enu: Any) -> tuple[np.ndarray, float, int]:
+def _map_offset(source: Path, map_origin: tuple[float, float] | None,
+                enu: Any) -> tuple[np.ndarray, float, int]:
     """Return the ENU offset of the recording's map origin, the fit's RMS and its samples."""
-    if args.map_origin is not None:
-        east, north = enu.forward(*args.map_origin)
+    if map_origin is not None:
+        east, north = enu.forward(*map_origin)
         return np.array([east, north]), 0.0, 0
     fixes: list[tuple[int, float, float]] = []
     truth: list[tuple[int, float, float]] = []
-    for item in bagio.iter_messages(args.bag, [SOURCE_TOPICS["fix"],
-                                               SOURCE_TOPICS["ground_truth"]]):
+    for item in bagio.iter_messages(source, [SOURCE_TOPICS["fix"],
+                                             SOURCE_TOPICS["ground_truth"]]):
         stamp = _stamp(item.msg, item.stamp_ns)
         if item.topic == SOURCE_TOPICS["fix"]:
             if math.isfinite(item.msg.latitude) and item.msg.status.status >= 0:
@@ -395,7 +466,7 @@ def _map_offset(args: argparse.Namespace, enu: Any) -> tuple[np.ndarray, float, 
             p = item.msg.pose.position
             truth.append((stamp, float(p.y), float(p.x)))  # NED -> ENU
     if not fixes or not truth:
-        raise ValueError(f"{args.bag} needs {SOURCE_TOPICS['fix']} and "
+        raise ValueError(f"{source} needs {SOURCE_TOPICS['fix']} and "
                          f"{SOURCE_TOPICS['ground_truth']} to place its map; or give "
                          "--map-origin")
     t_truth = np.array([t for t, _, _ in truth], dtype=np.int64)
@@ -413,86 +484,87 @@ def _map_offset(args: argparse.Namespace, enu: Any) -> tuple[np.ndarray, float, 
     return offset, rms, len(d)
 
 
-def convert_recording(args: argparse.Namespace) -> dict:
-    """Convert a Ford recording (rosbag2 from rosbags-convert); return a summary."""
-    from denseflow_ros.geo import LocalEnu
-
-    calib = read_calibration(Path(args.calibration)) if args.calibration else None
-    topics = bagio.bag_topics(args.bag)
-    missing = [t for t in SOURCE_TOPICS.values() if t not in topics]
-    if SOURCE_TOPICS["image"] in missing or SOURCE_TOPICS["ground_truth"] in missing:
-        raise ValueError(f"{args.bag} lacks {', '.join(missing)}")
-    datum = args.datum
+def _recording_datum(source: Path, options: FordOptions) -> tuple[float, float]:
+    """Return the ENU datum: the option, else the first valid fix, else the map origin."""
+    datum = options.output.datum
     if datum is None:
-        for item in bagio.iter_messages(args.bag, [SOURCE_TOPICS["fix"]]):
+        for item in bagio.iter_messages(source, [SOURCE_TOPICS["fix"]]):
             if math.isfinite(item.msg.latitude) and item.msg.status.status >= 0:
                 datum = (float(item.msg.latitude), float(item.msg.longitude))
                 break
-        if datum is None and args.map_origin is not None:
-            datum = args.map_origin
+        if datum is None and options.map_origin is not None:
+            datum = options.map_origin
     if datum is None:
-        raise ValueError(f"{args.bag} has no valid GPS fix; give --datum and --map-origin")
+        raise ValueError(f"{source} has no valid GPS fix; give --datum and --map-origin")
+    return datum
+
+
+def _write_imu(bag: bagio.BagWriter, options: FordOptions, msg: Any, stamp: int,
+               degrade: bag_common.GnssDegradation) -> None:
+    """Write a recording's IMU sample in FLU axes, its orientation in ENU."""
+    o = msg.orientation
+    has_orientation = msg.orientation_covariance[0] != -1.0 and (
+        o.x, o.y, o.z, o.w) != (0.0, 0.0, 0.0, 0.0)
+    q = (_with_yaw_error(ned_frd_to_enu_flu(o.x, o.y, o.z, o.w), degrade.yaw_error_rad())
+         if has_orientation else None)
+    bag.write(options.topics.imu, "sensor_msgs/msg/Imu", stamp, bagio.imu_msg(
+        stamp, options.imu_frame, q,
+        frd_vector_to_flu(msg.angular_velocity), frd_vector_to_flu(msg.linear_acceleration),
+        orientation_covariance=_flip_cov(msg.orientation_covariance)
+        if has_orientation else None,
+        angular_velocity_covariance=_flip_cov(msg.angular_velocity_covariance),
+        linear_acceleration_covariance=_flip_cov(msg.linear_acceleration_covariance)))
+
+
+def convert_ford_recording(source: Path, out: Path, options: FordOptions) -> RecordingSummary:
+    """Convert a Ford recording (rosbag2 from rosbags-convert) to the bag ``out``."""
+    from denseflow_ros.geo import LocalEnu
+
+    calib = read_calibration(Path(options.calibration)) if options.calibration else None
+    topics = bagio.bag_topics(source)
+    missing = [t for t in SOURCE_TOPICS.values() if t not in topics]
+    if SOURCE_TOPICS["image"] in missing or SOURCE_TOPICS["ground_truth"] in missing:
+        raise ValueError(f"{source} lacks {', '.join(missing)}")
+    datum = _recording_datum(source, options)
     enu = LocalEnu(*datum)
-    offset, rms, pairs = _map_offset(args, enu)
-    degrade = bag_common.GnssDegradation.from_args(args)
-    meta = _metadata(args, datum, degrade, calib)
+    offset, rms, pairs = _map_offset(source, options.map_origin, enu)
+    degrade = dataclasses.replace(options.degradation)
+    meta = _metadata(options, datum, degrade, calib)
     meta["map_origin_fit_rms_m"] = repr(round(rms, 4))
     counts = dict.fromkeys(SOURCE_TOPICS, 0)
+    t, frame = options.topics, -1
     t0: int | None = None
-    frame = -1
-    with bagio.BagWriter(args.out, args.storage, metadata=meta,
-                         overwrite=args.overwrite) as bag:
-        for item in bagio.iter_messages(args.bag, list(SOURCE_TOPICS.values())):
+    with bagio.BagWriter(out, options.output.storage, metadata=meta,
+                         overwrite=options.output.overwrite) as bag:
+        for item in bagio.iter_messages(source, list(SOURCE_TOPICS.values())):
             msg = item.msg
             stamp = _stamp(msg, item.stamp_ns)
             t0 = stamp if t0 is None else t0
             if item.topic == SOURCE_TOPICS["image"]:
                 frame += 1
-                if frame < args.start or (args.end is not None and frame >= args.end) or (
-                        (frame - args.start) % args.step):
+                if not options.frames.keeps(frame):
                     continue
-                image = camera_image(msg, item.msg_type, stamp, args.camera_frame)
-                bag.write(args.image_topic, "sensor_msgs/msg/Image", stamp, image)
+                image = camera_image(msg, item.msg_type, stamp, options.camera_frame)
+                bag.write(t.image, "sensor_msgs/msg/Image", stamp, image)
                 if calib is not None:
-                    bag.write(args.camera_info_topic, "sensor_msgs/msg/CameraInfo", stamp,
-                              bagio.camera_info_msg(calib.k, image.width, image.height, stamp,
-                                                    args.camera_frame, d=calib.d, p=calib.p,
-                                                    r=calib.r,
-                                                    distortion_model=calib.distortion_model))
+                    bag.write(t.camera_info, "sensor_msgs/msg/CameraInfo", stamp, _camera_info(
+                        calib, image.width, image.height, stamp, options.camera_frame))
                 counts["image"] += 1
             elif item.topic == SOURCE_TOPICS["fix"]:
                 cov = np.asarray(msg.position_covariance, dtype=np.float64)
                 variance = float(max(cov[0], cov[4])) if msg.position_covariance_type else 1.0
-                _write_fix(bag, args, enu, degrade, t0, stamp, msg.latitude, msg.longitude,
+                _write_fix(bag, options, enu, degrade, t0, stamp, msg.latitude, msg.longitude,
                            msg.altitude, variance, int(msg.status.status))
                 counts["fix"] += 1
             elif item.topic == SOURCE_TOPICS["imu"]:
-                o = msg.orientation
-                has_orientation = msg.orientation_covariance[0] != -1.0 and (
-                    o.x, o.y, o.z, o.w) != (0.0, 0.0, 0.0, 0.0)
-                q = (_with_yaw_error(ned_frd_to_enu_flu(o.x, o.y, o.z, o.w),
-                                     degrade.yaw_error_rad()) if has_orientation else None)
-                bag.write(args.imu_topic, "sensor_msgs/msg/Imu", stamp, bagio.imu_msg(
-                    stamp, args.imu_frame, q,
-                    frd_vector_to_flu(msg.angular_velocity),
-                    frd_vector_to_flu(msg.linear_acceleration),
-                    orientation_covariance=_flip_cov(msg.orientation_covariance)
-                    if has_orientation else None,
-                    angular_velocity_covariance=_flip_cov(msg.angular_velocity_covariance),
-                    linear_acceleration_covariance=_flip_cov(
-                        msg.linear_acceleration_covariance)))
+                _write_imu(bag, options, msg, stamp, degrade)
                 counts["imu"] += 1
             else:
                 p, o = msg.pose.position, msg.pose.orientation
                 east, north = p.y + offset[0], p.x + offset[1]
-                bag.write(args.ground_truth_topic, "geometry_msgs/msg/PoseStamped", stamp,
-                          bagio.pose_stamped_msg(stamp, args.map_frame, (east, north, -p.z),
+                bag.write(t.ground_truth, "geometry_msgs/msg/PoseStamped", stamp,
+                          bagio.pose_stamped_msg(stamp, options.output.map_frame,
+                                                 (east, north, -p.z),
                                                  ned_frd_to_enu_flu(o.x, o.y, o.z, o.w)))
                 counts["ground_truth"] += 1
-    return {"bag": str(args.out), "messages": counts, "datum": list(datum),
-            "map_origin_fit_rms_m": rms, "map_origin_fit_pairs": pairs}
-
-
-def convert(args: argparse.Namespace) -> dict:
-    """Convert from whichever source was given."""
-    return convert_processed(args) if args.root else convert_recording(args)
+    return RecordingSummary(str(out), counts, datum, rms, pairs)

@@ -16,9 +16,10 @@ forward-left-up vehicle frame), so they go into quaternions unchanged.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -176,16 +177,57 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     bag_common.add_degradation_arguments(parser)
 
 
-def _metadata(args: argparse.Namespace, datum: tuple[float, float],
+@dataclass(frozen=True)
+class KittiOptions:
+    """How a KITTI drive is converted (see :func:`add_arguments` for each option).
+
+    ``satmap_dir`` None: ``<root>/satmap``. ``degradation`` is a template: each conversion
+    starts from a fresh copy, so equal options give equal bags.
+    """
+
+    output: bag_common.OutputOptions = field(default_factory=bag_common.OutputOptions)
+    satmap_dir: Path | None = None
+    satmap_zoom: int = 18
+    satmap_scale: int = 2
+    frames: bag_common.FrameRange = field(default_factory=bag_common.FrameRange)
+    topics: bag_common.Topics = field(
+        default_factory=lambda: bag_common.Topics(**DEFAULT_TOPICS))
+    camera_frame: str = "camera_color_left"
+    imu_frame: str = "imu_link"
+    degradation: bag_common.GnssDegradation = field(
+        default_factory=bag_common.GnssDegradation)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> KittiOptions:
+        """Return the options of a ``denseflow bag kitti`` command line."""
+        return cls(bag_common.OutputOptions.from_args(args), args.satmap_dir, args.satmap_zoom,
+                   args.satmap_scale, bag_common.FrameRange.from_args(args),
+                   bag_common.Topics.from_args(args), args.camera_frame, args.imu_frame,
+                   bag_common.GnssDegradation.from_args(args))
+
+
+@dataclass
+class KittiSummary:
+    """What a KITTI conversion wrote (``tiles`` None: no tile cache)."""
+
+    bag: str
+    frames: int
+    satellite_images: int
+    datum: tuple[float, float]
+    tiles: str | None = None
+    camera_in_imu_m: list[float] | None = None
+
+
+def _metadata(drive: str, options: KittiOptions, datum: tuple[float, float],
               degrade: bag_common.GnssDegradation, camera_offset: np.ndarray | None
               ) -> dict[str, str]:
     """Return the bag's metadata: source, datum, topics, degradation, camera position."""
+    t = options.topics
     metadata = {
-        "source": "kitti", "drive": args.drive, "datum_lat": repr(datum[0]),
-        "datum_lon": repr(datum[1]), "map_frame": args.map_frame,
-        "ground_truth_topic": args.ground_truth_topic, "fix_topic": args.fix_topic,
-        "imu_topic": args.imu_topic, "image_topic": args.image_topic,
-        "camera_info_topic": args.camera_info_topic,
+        "source": "kitti", "drive": drive, "datum_lat": repr(datum[0]),
+        "datum_lon": repr(datum[1]), "map_frame": options.output.map_frame,
+        "ground_truth_topic": t.ground_truth, "fix_topic": t.fix, "imu_topic": t.imu,
+        "image_topic": t.image, "camera_info_topic": t.camera_info,
         "ground_truth_point": "oxts (base_link)",
         "gnss_degradation": json.dumps({k: v for k, v in vars(degrade).items()
                                         if not k.startswith("_")}),
@@ -196,51 +238,52 @@ def _metadata(args: argparse.Namespace, datum: tuple[float, float],
     return metadata
 
 
-def _write_frame(bag: bagio.BagWriter, args: argparse.Namespace, rgb: np.ndarray,
+def _write_frame(bag: bagio.BagWriter, options: KittiOptions, rgb: np.ndarray,
                  p_rect: np.ndarray, t_img: int, t_oxts: int, o: Oxts, enu: LocalEnu,
                  degrade: bag_common.GnssDegradation, t0: int, alt0: float) -> None:
     """Write one frame: image, camera_info, the (degraded) fix, the IMU and ground truth.
 
     ``o`` is the frame's OXTS record; ground truth heights are relative to ``alt0``.
     """
-    bag.write(args.image_topic, "sensor_msgs/msg/Image", t_img,
-              bagio.image_msg(rgb, t_img, args.camera_frame))
-    bag.write(args.camera_info_topic, "sensor_msgs/msg/CameraInfo", t_img,
+    t, camera_frame = options.topics, options.camera_frame
+    bag.write(t.image, "sensor_msgs/msg/Image", t_img,
+              bagio.image_msg(rgb, t_img, camera_frame))
+    bag.write(t.camera_info, "sensor_msgs/msg/CameraInfo", t_img,
               bagio.camera_info_msg(p_rect[:, :3], rgb.shape[1], rgb.shape[0], t_img,
-                                    args.camera_frame, p=p_rect))
+                                    camera_frame, p=p_rect))
     east, north = enu.forward(o.lat, o.lon)
     de, dn = degrade.offset((t_oxts - t0) * 1e-9) if degrade.active else (0.0, 0.0)
     lat, lon = (o.lat, o.lon) if (de, dn) == (0.0, 0.0) else enu.inverse(
         east + de, north + dn)
     var_h = o.pos_accuracy**2 + degrade.added_variance_m2
-    bag.write(args.fix_topic, "sensor_msgs/msg/NavSatFix", t_oxts, bagio.navsatfix_msg(
-        lat, lon, o.alt, t_oxts, args.imu_frame,
+    bag.write(t.fix, "sensor_msgs/msg/NavSatFix", t_oxts, bagio.navsatfix_msg(
+        lat, lon, o.alt, t_oxts, options.imu_frame,
         covariance=[var_h, var_h, (2.0 * o.pos_accuracy) ** 2 + degrade.added_variance_m2],
         covariance_type=bagio.COVARIANCE_TYPE_DIAGONAL_KNOWN,
         status=navsat_status(o.posmode)))
     yaw_err = degrade.yaw_error_rad()
-    bag.write(args.imu_topic, "sensor_msgs/msg/Imu", t_oxts, bagio.imu_msg(
-        t_oxts, args.imu_frame,
+    bag.write(t.imu, "sensor_msgs/msg/Imu", t_oxts, bagio.imu_msg(
+        t_oxts, options.imu_frame,
         bagio.quaternion_from_euler(o.roll, o.pitch, o.yaw + yaw_err),
         (o.wf, o.wl, o.wu), (o.af, o.al, o.au),
         orientation_covariance=[_ROLL_PITCH_VAR, _ROLL_PITCH_VAR,
                                 _HEADING_VAR + math.radians(degrade.yaw_noise_deg) ** 2]))
     # The synced drive pairs OXTS record i with image i, so ground truth carries the
     # image stamp: the node's pose for that image matches it exactly.
-    bag.write(args.ground_truth_topic, "geometry_msgs/msg/PoseStamped", t_img,
-              bagio.pose_stamped_msg(t_img, args.map_frame,
+    bag.write(t.ground_truth, "geometry_msgs/msg/PoseStamped", t_img,
+              bagio.pose_stamped_msg(t_img, options.output.map_frame,
                                      (east, north, o.alt - alt0),
                                      bagio.quaternion_from_euler(o.roll, o.pitch,
                                                                  o.yaw)))
 
 
-def convert(args: argparse.Namespace) -> dict:
-    """Convert one KITTI drive; return a summary of what was written."""
+def convert_kitti(root: Path, drive: str, out: Path, options: KittiOptions) -> KittiSummary:
+    """Convert the KITTI ``drive`` under ``root`` to the bag ``out``; return a summary."""
     import cv2
 
     from denseflow_ros.geo import LocalEnu
 
-    date_dir, drive_dir = find_drive(Path(args.root), args.drive)
+    date_dir, drive_dir = find_drive(Path(root), drive)
     calib = read_calib(date_dir / "calib_cam_to_cam.txt")
     if "P_rect_02" not in calib:
         raise ValueError(f"{date_dir / 'calib_cam_to_cam.txt'} has no P_rect_02")
@@ -250,37 +293,32 @@ def convert(args: argparse.Namespace) -> dict:
         raise ValueError(f"no images in {drive_dir / 'image_02' / 'data'}")
     image_times = _read_times(drive_dir / "image_02" / "timestamps.txt", len(images))
     oxts_times = _read_times(drive_dir / "oxts" / "timestamps.txt", len(images))
-    if args.step < 1:
-        raise ValueError(f"--step must be >= 1, got {args.step}")
-    indices = list(range(len(images)))[args.start:args.end:args.step]
-    if not indices:
-        raise ValueError("the frame range selects no frames")
+    indices = options.frames.select(len(images))
 
-    degrade = bag_common.GnssDegradation.from_args(args)
+    degrade = dataclasses.replace(options.degradation)
     records = {i: read_oxts(drive_dir / "oxts" / "data" / (images[i].stem + ".txt"))
                for i in indices}
-    datum = args.datum or (records[indices[0]].lat, records[indices[0]].lon)
+    datum = options.output.datum or (records[indices[0]].lat, records[indices[0]].lon)
     enu = LocalEnu(*datum)
     camera_offset = camera_in_imu(date_dir, p_rect)
-    metadata = _metadata(args, datum, degrade, camera_offset)
+    metadata = _metadata(drive, options, datum, degrade, camera_offset)
 
     t0 = image_times[indices[0]]
-    satmap_base = Path(args.satmap_dir or Path(args.root) / "satmap")
-    satmap_root = satmap_base / args.drive[:10] / args.drive
+    satmap_base = Path(options.satmap_dir or Path(root) / "satmap")
+    satmap_root = satmap_base / drive[:10] / drive
     satmaps = [bag_common.Satmap(satmap_root / images[i].name, records[i].lat, records[i].lon,
-                                 bag_common.satmap_mpp(records[i].lat, args.satmap_zoom,
-                                                       args.satmap_scale))
+                                 bag_common.satmap_mpp(records[i].lat, options.satmap_zoom,
+                                                       options.satmap_scale))
                for i in indices if (satmap_root / images[i].name).is_file()]
-    summary: dict = {"bag": str(args.out), "frames": len(indices),
-                     "satellite_images": len(satmaps), "datum": list(datum)}
-    writer = bagio.BagWriter(args.out, args.storage, metadata=metadata,
-                             overwrite=args.overwrite)
+    summary = KittiSummary(str(out), len(indices), len(satmaps), datum)
+    writer = bagio.BagWriter(out, options.output.storage, metadata=metadata,
+                             overwrite=options.output.overwrite)
     writer.check_output()
     # The tile cache is built before the bag, so a failure there costs no finished recording.
-    tiles = bag_common.tiles_path(args)
+    tiles = options.output.tiles_path(out)
     if tiles is not None and satmaps:
         facts = bag_common.build_tile_cache(satmaps, tiles)
-        summary["tiles"] = str(tiles)
+        summary.tiles = str(tiles)
         for key, value in facts.items():
             writer.set_metadata(key, repr(value))
     elif tiles is not None:
@@ -290,9 +328,9 @@ def convert(args: argparse.Namespace) -> dict:
             bgr = cv2.imread(str(images[i]), cv2.IMREAD_COLOR)
             if bgr is None:
                 raise ValueError(f"{images[i]} is not a readable image")
-            _write_frame(bag, args, np.ascontiguousarray(bgr[:, :, ::-1]), p_rect,
+            _write_frame(bag, options, np.ascontiguousarray(bgr[:, :, ::-1]), p_rect,
                          image_times[i], oxts_times[i], records[i], enu, degrade, t0,
                          records[indices[0]].alt)
-    summary["camera_in_imu_m"] = None if camera_offset is None else [
+    summary.camera_in_imu_m = None if camera_offset is None else [
         round(float(v), 4) for v in camera_offset]
     return summary
