@@ -123,3 +123,21 @@ def test_build_from_kitti_and_ford_layouts(tmp_path: Path,
     assert code == 0, err
     with SatelliteCache(tmp_path / "ford.mbtiles") as cache:
         assert cache.crop(42.294319, -83.223275, 0.0, 64, 0.2).coverage == 1.0
+
+
+def test_tile_tools_run_without_a_command_line(source_png: Path, tmp_path: Path) -> None:
+    from denseflow_ros.tools import tiles
+
+    cache = tmp_path / "xyz"
+    built = tiles.build_cache(cache, tiles.BuildOptions(
+        image=source_png, center_lat=LAT, center_lon=LON, mpp=MPP, zoom=18, progress=False))
+    assert built.path == cache and set(built.tiles_per_zoom) == {16, 17, 18}
+    info = tiles.cache_info(cache)
+    assert (info.kind, info.minzoom, info.maxzoom) == ("xyz", 16, 18)
+    assert info.tiles == sum(built.tiles_per_zoom.values())
+    crop = tiles.write_crop(cache, tmp_path / "crop" / "c.png",
+                            tiles.CropOptions(LAT, LON, 0.5, size_px=32))
+    assert (crop.size_px, crop.zoom, crop.coverage) == (32, 18, 1.0)
+    assert cv2.imread(str(crop.out)).shape == (32, 32, 3)
+    with pytest.raises(ValueError, match="exactly one source"):
+        tiles.build_cache(tmp_path / "none", tiles.BuildOptions())

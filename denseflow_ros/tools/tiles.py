@@ -16,7 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from denseflow_ros.geo.builders import BuildResult
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,13 +67,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     build.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
-def _info(args: argparse.Namespace) -> int:
+@dataclass
+class CacheInfo:
+    """A tile cache's format, zooms, bounds (west, south, east, north) and tiles per zoom.
+
+    ``zooms`` maps each zoom to its tile count, bounds and the fraction of its bounding box
+    the tiles fill.
+    """
+
+    path: str
+    kind: str
+    format: str
+    tile_size: int
+    minzoom: int
+    maxzoom: int
+    bounds: list[float]
+    tiles: int
+    zooms: dict[int, dict[str, Any]]
+
+
+def cache_info(cache_path: Path) -> CacheInfo:
+    """Describe the tile cache at ``cache_path``."""
     from denseflow_ros.geo import SatelliteCache
     from denseflow_ros.geo.mercator import tile_bounds
 
-    with SatelliteCache(args.cache, cache_mb=0) as cache:
+    with SatelliteCache(cache_path, cache_mb=0) as cache:
         source = cache.source
-        zooms = {}
+        zooms: dict[int, dict[str, Any]] = {}
         for z in source.zooms:
             # Streamed: a national cache has millions of tiles.
             count, box = 0, [1 << z, 1 << z, -1, -1]
@@ -81,78 +106,148 @@ def _info(args: argparse.Namespace) -> int:
             zooms[z] = {"tiles": count, "bounds": [west, south, east, north],
                         "fill": min(count / area, 1.0)}
         finest = zooms[source.maxzoom]["bounds"]
-        summary = {"path": str(source.path), "kind": source.kind, "format": source.format,
-                   "tile_size": source.tile_size, "minzoom": source.minzoom,
-                   "maxzoom": source.maxzoom,
-                   "bounds": list(source.bounds) if source.bounds else finest,
-                   "tiles": sum(z["tiles"] for z in zooms.values()), "zooms": zooms}
+        return CacheInfo(str(source.path), source.kind, source.format, source.tile_size,
+                         source.minzoom, source.maxzoom,
+                         list(source.bounds) if source.bounds else finest,
+                         sum(z["tiles"] for z in zooms.values()), zooms)
+
+
+def _info(args: argparse.Namespace) -> int:
+    info = cache_info(args.cache)
     if args.json:
-        print(json.dumps(summary, indent=2))
+        print(json.dumps(asdict(info), indent=2))
         return 0
-    west, south, east, north = summary["bounds"]
-    print(f"{summary['path']}: {summary['kind']}, {summary['format']} tiles of "
-          f"{summary['tile_size']} px, zooms {summary['minzoom']}..{summary['maxzoom']}, "
-          f"{summary['tiles']} tiles")
+    west, south, east, north = info.bounds
+    print(f"{info.path}: {info.kind}, {info.format} tiles of {info.tile_size} px, zooms "
+          f"{info.minzoom}..{info.maxzoom}, {info.tiles} tiles")
     print(f"bounds (west, south, east, north): {west:.7f}, {south:.7f}, {east:.7f}, "
           f"{north:.7f}")
-    for z, entry in zooms.items():
+    for z, entry in info.zooms.items():
         print(f"  zoom {z:2d}: {entry['tiles']:7d} tiles, {100 * entry['fill']:5.1f} % of "
               "their bounding box")
     return 0
 
 
-def _crop(args: argparse.Namespace) -> int:
+@dataclass(frozen=True)
+class CropOptions:
+    """A metric crop: centre, ENU heading (0: north-up), side, metres per pixel, zoom.
+
+    ``zoom`` None: chosen from ``mpp``; ``mask_out``: also write the valid mask there.
+    """
+
+    lat: float
+    lon: float
+    mpp: float
+    heading_deg: float = 0.0
+    size_px: int = 512
+    zoom: int | None = None
+    mask_out: Path | None = None
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> CropOptions:
+        """Return the options of a ``denseflow tiles crop`` command line."""
+        return cls(args.lat, args.lon, args.mpp, args.heading_deg, args.size_px, args.zoom,
+                   args.mask_out)
+
+
+@dataclass
+class CropSummary:
+    """What a crop wrote: the image, its side, metres per pixel, zoom and coverage."""
+
+    out: Path
+    size_px: int
+    mpp: float
+    zoom: int
+    coverage: float
+
+
+def write_crop(cache_path: Path, out: Path, options: CropOptions) -> CropSummary:
+    """Write a heading-aligned crop of the cache to the image ``out``."""
     import cv2
 
     from denseflow_ros.geo import SatelliteCache
 
-    with SatelliteCache(args.cache) as cache:
-        crop = cache.crop(args.lat, args.lon, args.heading_deg, args.size_px, args.mpp,
-                          zoom=args.zoom)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(args.out), cv2.cvtColor(crop.image, cv2.COLOR_RGB2BGR)):
-        raise ValueError(f"cannot write {args.out} (unknown image extension?)")
-    if args.mask_out is not None:
-        cv2.imwrite(str(args.mask_out), crop.mask.astype("uint8") * 255)
-    print(f"wrote {args.out}: {args.size_px} x {args.size_px} px at {args.mpp} m/px from zoom "
-          f"{crop.zoom}, coverage {crop.coverage:.4f}")
+    with SatelliteCache(cache_path) as cache:
+        crop = cache.crop(options.lat, options.lon, options.heading_deg, options.size_px,
+                          options.mpp, zoom=options.zoom)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(out), cv2.cvtColor(crop.image, cv2.COLOR_RGB2BGR)):
+        raise ValueError(f"cannot write {out} (unknown image extension?)")
+    if options.mask_out is not None:
+        cv2.imwrite(str(options.mask_out), crop.mask.astype("uint8") * 255)
+    return CropSummary(out, options.size_px, options.mpp, crop.zoom, crop.coverage)
+
+
+def _crop(args: argparse.Namespace) -> int:
+    done = write_crop(args.cache, args.out, CropOptions.from_args(args))
+    print(f"wrote {done.out}: {done.size_px} x {done.size_px} px at {done.mpp} m/px from zoom "
+          f"{done.zoom}, coverage {done.coverage:.4f}")
     return 0
 
 
-def _build(args: argparse.Namespace) -> int:
+@dataclass(frozen=True)
+class BuildOptions:
+    """The source of a tile cache and its zooms; see :func:`add_arguments` for each option.
+
+    Exactly one of ``image``, ``kitti_satmap``, ``ford`` and ``geotiff`` is the source.
+    """
+
+    image: Path | None = None
+    center_lat: float | None = None
+    center_lon: float | None = None
+    mpp: float | None = None
+    kitti_satmap: Path | None = None
+    kitti_oxts: Path | None = None
+    ford: Path | None = None
+    geotiff: Path | None = None
+    zoom: int | None = None
+    min_zoom: int | None = None
+    progress: bool = True
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> BuildOptions:
+        """Return the options of a ``denseflow tiles build`` command line."""
+        return cls(args.image, args.center_lat, args.center_lon, args.mpp, args.kitti_satmap,
+                   args.kitti_oxts, args.ford, args.geotiff, args.zoom, args.min_zoom,
+                   not args.no_progress)
+
+
+def build_cache(out: Path, options: BuildOptions) -> BuildResult:
+    """Build a tile cache at ``out`` (XYZ folder, or MBTiles for ``.mbtiles``)."""
     from denseflow_ros.geo import builders
 
     chosen = [name for name in ("image", "kitti_satmap", "ford", "geotiff")
-              if getattr(args, name) is not None]
+              if getattr(options, name) is not None]
     if len(chosen) != 1:
         raise ValueError("give exactly one source: --image, --kitti-satmap, --ford or "
                          "--geotiff")
-    progress = not args.no_progress
-    common = {"zoom": args.zoom, "min_zoom": args.min_zoom, "progress": progress}
-    if args.image is not None:
+    common = {"zoom": options.zoom, "min_zoom": options.min_zoom, "progress": options.progress}
+    if options.image is not None:
         import cv2
 
-        if args.center_lat is None or args.center_lon is None or args.mpp is None:
+        if options.center_lat is None or options.center_lon is None or options.mpp is None:
             raise ValueError("--image needs --center-lat, --center-lon and --mpp")
-        bgr = cv2.imread(str(args.image), cv2.IMREAD_COLOR)
+        bgr = cv2.imread(str(options.image), cv2.IMREAD_COLOR)
         if bgr is None:
-            raise ValueError(f"{args.image} is not a readable image")
-        result = builders.build_from_image(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB),
-                                           args.center_lat, args.center_lon, args.mpp,
-                                           args.out, **common)
-    elif args.kitti_satmap is not None:
-        if args.kitti_oxts is None:
+            raise ValueError(f"{options.image} is not a readable image")
+        return builders.build_from_image(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB),
+                                         options.center_lat, options.center_lon, options.mpp,
+                                         out, **common)
+    if options.kitti_satmap is not None:
+        if options.kitti_oxts is None:
             raise ValueError("--kitti-satmap needs --kitti-oxts (the drive's oxts/data)")
         sources = builders.kitti_satmap_sources(
-            args.kitti_satmap, args.kitti_oxts, mpp=args.mpp or builders.KITTI_SATMAP_MPP)
-        result = builders.build_from_sources(sources, args.out, projection="mercator",
-                                             **common)
-    elif args.ford is not None:
-        sources = builders.ford_satmap_sources(args.ford, mpp=args.mpp)
-        result = builders.build_from_sources(sources, args.out, projection="mercator",
-                                             **common)
-    else:
-        result = builders.build_from_geotiff(args.geotiff, args.out, **common)
+            options.kitti_satmap, options.kitti_oxts,
+            mpp=options.mpp or builders.KITTI_SATMAP_MPP)
+        return builders.build_from_sources(sources, out, projection="mercator", **common)
+    if options.ford is not None:
+        sources = builders.ford_satmap_sources(options.ford, mpp=options.mpp)
+        return builders.build_from_sources(sources, out, projection="mercator", **common)
+    return builders.build_from_geotiff(options.geotiff, out, **common)  # type: ignore[arg-type]
+
+
+def _build(args: argparse.Namespace) -> int:
+    result = build_cache(args.out, BuildOptions.from_args(args))
     counts = ", ".join(f"zoom {z}: {n}" for z, n in result.tiles_per_zoom.items())
     print(f"wrote {result.path} ({counts})")
     return 0
