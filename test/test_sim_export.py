@@ -271,3 +271,29 @@ def test_parallel_export_writes_the_same_files(world: World, drive: Drive,
                         if p.is_file()})
     assert len(outputs[0]) == 4 * 3 + 3 + 3 + 1 + 1  # frames, per-drive, splits, calib, info
     assert outputs[0] == outputs[1]
+
+
+def test_sim_tools_run_without_a_command_line(tmp_path: Path) -> None:
+    import cv2
+
+    from denseflow_ros.tools import sim as sim_tool
+
+    world_options = sim_tool.WorldOptions(size_m=300.0, lat=49.01, lon=8.42)
+    made = sim_tool.make_world(21, str(tmp_path / "w.npz"), world_options,
+                               ortho=str(tmp_path / "ortho.png"))
+    assert made.pixels[:2] == [1500, 1500] and made.center == [49.01, 8.42]
+    assert cv2.imread(str(tmp_path / "ortho.png")).shape[:2] == (1500, 1500)
+    drive = sim_tool.make_drive(made.out, 2, 4, str(tmp_path / "d.npz"))
+    assert drive.frames == 4 and drive.duration_s == pytest.approx(0.3)
+    assert drive.distance_m > 0 and drive.gnss_error_median_m > 0
+    camera = sim_tool.CameraOptions(image_size=IMAGE_SIZE)
+    frame = sim_tool.render_frame(made.out, drive.out, 3, str(tmp_path / "f.png"), camera)
+    assert frame.size == list(IMAGE_SIZE)
+    assert cv2.imread(frame.out).shape == (IMAGE_SIZE[1], IMAGE_SIZE[0], 3)
+    with pytest.raises(ValueError, match="--frame must be in 0..3"):
+        sim_tool.render_frame(made.out, drive.out, 4, str(tmp_path / "g.png"), camera)
+    options = sim_tool.KittiExportOptions(world=world_options, drives_per_world=1,
+                                          test_drives_per_world=0, frames=2, camera=camera,
+                                          satmap_px=64, progress=False)
+    sim_tool.export_kitti_drives(str(tmp_path / "kitti"), [21], [], options)
+    assert len(list((tmp_path / "kitti").rglob("image_02/data/*.png"))) == 2

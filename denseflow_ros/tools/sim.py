@@ -18,7 +18,8 @@ import argparse
 import json
 import sys
 import time
-from typing import TYPE_CHECKING
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from denseflow_ros.sim import Drive, World
@@ -104,6 +105,66 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         q.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+@dataclass(frozen=True)
+class WorldOptions:
+    """A generated town's side (m), orthophoto metres per pixel and centre (degrees)."""
+
+    size_m: float = 1000.0
+    mpp: float = 0.2
+    lat: float = 49.0
+    lon: float = 8.4
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> WorldOptions:
+        """Build from ``--size-m``, ``--mpp``, ``--lat`` and ``--lon``."""
+        return cls(args.size_m, args.mpp, args.lat, args.lon)
+
+
+@dataclass(frozen=True)
+class CameraOptions:
+    """The rendered camera's image size (width, height) and height above the road (m)."""
+
+    image_size: tuple[int, int] = (1242, 375)
+    camera_height_m: float = 1.65
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> CameraOptions:
+        """Build from ``--image-size`` and ``--camera-height-m``."""
+        return cls(args.image_size, args.camera_height_m)
+
+
+@dataclass
+class WorldSummary:
+    """A saved town: its file, orthophoto size (rows, columns, bands), scale and centre."""
+
+    out: str
+    pixels: list[int]
+    mpp: float
+    center: list[float]
+    generation_s: float
+
+
+@dataclass
+class DriveSummary:
+    """A saved drive: its file, length and how far its GNSS strays from the truth."""
+
+    out: str
+    frames: int
+    duration_s: float
+    distance_m: float
+    gnss_error_median_m: float
+    multipath_fraction: float
+
+
+@dataclass
+class RenderSummary:
+    """A rendered frame: its image file, frame index and size (width, height)."""
+
+    out: str
+    frame: int
+    size: list[int]
+
+
 def _load_world(path: str) -> World:
     from denseflow_ros.sim import World
 
@@ -114,6 +175,111 @@ def _load_drive(path: str) -> Drive:
     from denseflow_ros.sim import Drive
 
     return Drive.load(path)
+
+
+def make_world(seed: int, out: str, options: WorldOptions,
+               ortho: str | None = None) -> WorldSummary:
+    """Generate the town of ``seed``, save it to ``out`` and its orthophoto to ``ortho``."""
+    from denseflow_ros import sim
+
+    t0 = time.perf_counter()
+    world = sim.generate_world(seed, options.size_m, options.mpp, options.lat, options.lon)
+    seconds = time.perf_counter() - t0
+    world.save(out)
+    if ortho:
+        import cv2
+
+        if not cv2.imwrite(ortho, world.ortho[:, :, ::-1]):
+            raise OSError(f"could not write {ortho}")
+    return WorldSummary(out, list(world.shape), world.mpp,
+                        [world.center_lat, world.center_lon], round(seconds, 2))
+
+
+def make_drive(world_path: str, seed: int, frames: int, out: str,
+               rate_hz: float = 10.0) -> DriveSummary:
+    """Simulate drive ``seed`` of ``frames`` frames through a saved town; save it to ``out``."""
+    import numpy as np
+
+    from denseflow_ros import sim
+
+    drive = sim.simulate_drive(_load_world(world_path), seed, frames, rate_hz)
+    drive.save(out)
+    err = np.hypot(drive.gnss_east - drive.east, drive.gnss_north - drive.north)
+    return DriveSummary(out, len(drive), float(drive.t_s[-1]),
+                        float(np.hypot(np.diff(drive.east), np.diff(drive.north)).sum()),
+                        float(np.median(err)), float(drive.gnss_multipath.mean()))
+
+
+def render_frame(world_path: str, drive_path: str, frame: int, out: str,
+                 camera: CameraOptions) -> RenderSummary:
+    """Render ``frame`` of a saved drive through a saved town to the image ``out``."""
+    import cv2
+
+    from denseflow_ros import sim
+
+    world, drive = _load_world(world_path), _load_drive(drive_path)
+    if not 0 <= frame < len(drive):
+        raise ValueError(f"--frame must be in 0..{len(drive) - 1}, got {frame}")
+    w, h = camera.image_size
+    img = sim.render_ground(world, sim.kitti_intrinsics(w, h), w, h, float(drive.east[frame]),
+                            float(drive.north[frame]), float(drive.yaw_rad[frame]),
+                            camera_height_m=camera.camera_height_m, seed=frame)
+    if not cv2.imwrite(out, img[:, :, ::-1]):
+        raise OSError(f"could not write {out}")
+    return RenderSummary(out, frame, [w, h])
+
+
+@dataclass(frozen=True)
+class KittiExportOptions:
+    """How ``sim export kitti`` builds its drives; see :func:`add_arguments` for each option."""
+
+    world: WorldOptions = field(default_factory=WorldOptions)
+    drives_per_world: int = 2
+    test_drives_per_world: int = 1
+    frames: int = 100
+    rate_hz: float = 2.0
+    camera: CameraOptions = field(default_factory=CameraOptions)
+    satmap_px: int = 1280
+    perturbation_seed: int = 0
+    jobs: int = 1
+    progress: bool = True
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> KittiExportOptions:
+        """Return the options of a ``denseflow sim export kitti`` command line."""
+        return cls(WorldOptions.from_args(args), args.drives_per_world,
+                   args.test_drives_per_world, args.frames, args.rate_hz,
+                   CameraOptions.from_args(args), args.satmap_px, args.perturbation_seed,
+                   args.jobs, not args.quiet)
+
+
+def export_kitti_drives(out: str, train_worlds: list[int], test2_worlds: list[int],
+                        options: KittiExportOptions) -> dict[str, Any]:
+    """Generate the worlds' drives and write them in KITTI's layout under ``out``.
+
+    Each training world gives the training and test1 drives, each test2 world the test2 ones.
+    """
+    from denseflow_ros import sim
+    from denseflow_ros.sim import export
+
+    w, items = options.world, []
+    for seeds, split_drives in ((train_worlds, (("train", options.drives_per_world),
+                                                ("test1", options.test_drives_per_world))),
+                                (test2_worlds, (("test2", options.test_drives_per_world),))):
+        for seed in seeds:
+            world = sim.generate_world(seed, w.size_m, w.mpp, w.lat, w.lon)
+            k = 0
+            for split, count in split_drives:
+                for _ in range(count):
+                    drive = sim.simulate_drive(world, seed * 1000 + k, options.frames,
+                                               options.rate_hz)
+                    items.append(export.KittiDrive(world, drive, split))
+                    k += 1
+    return export.export_kitti(out, items, image_size=options.camera.image_size,
+                               satmap_px=options.satmap_px,
+                               camera_height_m=options.camera.camera_height_m,
+                               perturbation_seed=options.perturbation_seed,
+                               progress=options.progress, jobs=options.jobs)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -127,52 +293,20 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace) -> dict:
-    import numpy as np
-
-    from denseflow_ros import sim
+def _run(args: argparse.Namespace) -> dict[str, Any]:
     from denseflow_ros.sim import export
 
     if args.action == "world":
-        t0 = time.perf_counter()
-        world = sim.generate_world(args.seed, args.size_m, args.mpp, args.lat, args.lon)
-        seconds = time.perf_counter() - t0
-        world.save(args.out)
-        if args.ortho:
-            import cv2
-
-            if not cv2.imwrite(args.ortho, world.ortho[:, :, ::-1]):
-                raise OSError(f"could not write {args.ortho}")
-        return {"out": args.out, "pixels": list(world.shape), "mpp": world.mpp,
-                "center": [world.center_lat, world.center_lon],
-                "generation_s": round(seconds, 2)}
+        return asdict(make_world(args.seed, args.out, WorldOptions.from_args(args), args.ortho))
     if args.action == "drive":
-        world = _load_world(args.world)
-        drive = sim.simulate_drive(world, args.seed, args.frames, args.rate_hz)
-        drive.save(args.out)
-        err = np.hypot(drive.gnss_east - drive.east, drive.gnss_north - drive.north)
-        return {"out": args.out, "frames": len(drive), "duration_s": float(drive.t_s[-1]),
-                "distance_m": float(np.hypot(np.diff(drive.east), np.diff(drive.north)).sum()),
-                "gnss_error_median_m": float(np.median(err)),
-                "multipath_fraction": float(drive.gnss_multipath.mean())}
+        return asdict(make_drive(args.world, args.seed, args.frames, args.out, args.rate_hz))
     if args.action == "render":
-        import cv2
-
-        world, drive = _load_world(args.world), _load_drive(args.drive)
-        if not 0 <= args.frame < len(drive):
-            raise ValueError(f"--frame must be in 0..{len(drive) - 1}, got {args.frame}")
-        w, h = args.image_size
-        i = args.frame
-        img = sim.render_ground(world, sim.kitti_intrinsics(w, h), w, h, float(drive.east[i]),
-                                float(drive.north[i]), float(drive.yaw_rad[i]),
-                                camera_height_m=args.camera_height_m, seed=i)
-        if not cv2.imwrite(args.out, img[:, :, ::-1]):
-            raise OSError(f"could not write {args.out}")
-        return {"out": args.out, "frame": i, "size": [w, h]}
+        return asdict(render_frame(args.world, args.drive, args.frame, args.out,
+                                   CameraOptions.from_args(args)))
     progress = not args.quiet
     if args.kind == "tiles":
-        world = _load_world(args.world)
-        export.export_tiles(world, args.out, zoom=args.zoom, progress=progress)
+        export.export_tiles(_load_world(args.world), args.out, zoom=args.zoom,
+                            progress=progress)
         return {"out": args.out}
     if args.kind == "bag":
         world, drive = _load_world(args.world), _load_drive(args.drive)
@@ -180,26 +314,5 @@ def _run(args: argparse.Namespace) -> dict:
         return export.export_bag(world, drive, args.out, width=w, height=h,
                                  camera_height_m=args.camera_height_m, storage=args.storage,
                                  progress=progress, jobs=args.jobs)
-    return _export_kitti(args, progress)
-
-
-def _export_kitti(args: argparse.Namespace, progress: bool) -> dict:
-    from denseflow_ros import sim
-    from denseflow_ros.sim import export
-
-    items = []
-    for seeds, split_drives in ((args.train_worlds, (("train", args.drives_per_world),
-                                                     ("test1", args.test_drives_per_world))),
-                                (args.test2_worlds, (("test2", args.test_drives_per_world),))):
-        for seed in seeds:
-            world = sim.generate_world(seed, args.size_m, args.mpp, args.lat, args.lon)
-            k = 0
-            for split, count in split_drives:
-                for _ in range(count):
-                    drive = sim.simulate_drive(world, seed * 1000 + k, args.frames, args.rate_hz)
-                    items.append(export.KittiDrive(world, drive, split))
-                    k += 1
-    return export.export_kitti(args.out, items, image_size=args.image_size,
-                               satmap_px=args.satmap_px, camera_height_m=args.camera_height_m,
-                               perturbation_seed=args.perturbation_seed, progress=progress,
-                               jobs=args.jobs)
+    return export_kitti_drives(args.out, args.train_worlds, args.test2_worlds,
+                               KittiExportOptions.from_args(args))
