@@ -14,6 +14,9 @@ by count. :meth:`PriorBuffer.prior_at` pairs an image stamp with them:
   ``previous`` (the last published estimate's) or ``none``; ``previous`` without a recent
   estimate and ``none`` give no heading, so the localizer searches for it.
 
+The prior's position is the GNSS antenna's; :func:`base_link_latlon` moves it to
+``base_link``.
+
 Each input stream is watched for its stamps jumping backwards (a bag restarted, a simulator
 reset): a stamp more than :data:`CLOCK_JUMP_NS` behind the stream's newest forgets everything
 newer than the jump. All methods are thread-safe.
@@ -31,7 +34,7 @@ import numpy as np
 
 from denseflow_ros.angles import wrap_angle
 from denseflow_ros.geo.projection import offset_latlon
-from denseflow_ros.localizer import FrameError, Prior
+from denseflow_ros.localizer import CameraMount, FrameError, Prior
 
 HEADING_SOURCES = ("imu", "odom", "track", "previous", "none")
 
@@ -285,3 +288,17 @@ def _interpolate(before: Fix, after: Fix, t_ns: int) -> Fix:
     return Fix(t_ns, before.lat + a * (after.lat - before.lat), lon,
                np.maximum(before.cov_en, after.cov_en),
                before.source if a < 0.5 else after.source)
+
+
+def base_link_latlon(prior: Prior, mount: CameraMount) -> tuple[float, float]:
+    """Return the lat/lon of ``base_link`` under ``prior``, whose position is the antenna's.
+
+    The antenna sits at ``mount``'s (antenna_x_m, antenna_y_m) in ``base_link``, turned by
+    the prior's heading: the place the localizer gives the prior of ``base_link`` (crop at the
+    camera, then back by the camera's offset). Raise ValueError for a prior without a heading.
+    """
+    if prior.heading_rad is None:
+        raise ValueError("a prior without a heading cannot be moved off the antenna")
+    c, s = math.cos(prior.heading_rad), math.sin(prior.heading_rad)
+    ax, ay = mount.antenna_x_m, mount.antenna_y_m
+    return offset_latlon(prior.lat, prior.lon, -(c * ax - s * ay), -(s * ax + c * ay))

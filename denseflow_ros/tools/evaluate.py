@@ -10,9 +10,12 @@ the localizer's map frame (``--map-projection enu`` at ``--datum``, by default t
 datum, or ``utm``).
 
 Each pose is matched to the ground truth with the nearest stamp (within ``--max-dt-s``); its
-prior is the fix nearest in time, moved from the antenna to ``base_link``, with the heading
-of the IMU sample nearest in time. Both are scored with :mod:`denseflow_ros.metrics`, the
-code ``training/`` uses, and printed side by side.
+prior is the one the node pairs with a frame of that stamp: the fixes and the IMU headings
+on either side of the stamp are interpolated by :mod:`denseflow_ros.prior` (the nearest within
+``--max-prior-dt-s`` when one side is missing), and the position is moved from the antenna to
+``base_link`` by :func:`denseflow_ros.prior.base_link_latlon`. Map frames are the
+localizer's :class:`denseflow_ros.geo.mapframe.MapFrame`. Prior and estimate are scored with
+:mod:`denseflow_ros.metrics`, the code ``training/`` uses, and printed side by side.
 """
 
 from __future__ import annotations
@@ -30,6 +33,10 @@ from typing import Any
 
 import numpy as np
 
+from denseflow_ros.geo.mapframe import MapFrame
+from denseflow_ros.geo.projection import offset_latlon
+from denseflow_ros.localizer import MAX_LATITUDE_DEG, CameraMount, FrameError
+from denseflow_ros.prior import Fix, PriorBuffer, PriorRules, base_link_latlon
 from denseflow_ros.tools import record as record_tool
 from denseflow_ros.tools import replay_dds
 
@@ -39,6 +46,7 @@ POSE_TYPES = (
     "geometry_msgs/msg/PoseStamped",
     "nav_msgs/msg/Odometry",
 )
+STATUS_NO_FIX = -1  # sensor_msgs/NavSatStatus: the only status the node refuses
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,11 +72,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--datum", default=None, metavar="LAT,LON",
                         help="the poses' ENU datum (default: the bag's ground-truth datum)")
     parser.add_argument("--utm-zone", type=int, default=0,
-                        help="UTM zone of the poses (0: from the datum)")
+                        help="UTM zone of the poses (0: from the datum, as the localizer); "
+                             "the hemisphere is the datum's")
     parser.add_argument("--max-dt-s", type=float, default=0.05,
                         help="largest stamp difference between a pose and its ground truth")
     parser.add_argument("--max-prior-dt-s", type=float, default=0.5,
-                        help="largest stamp difference between a pose and its fix/IMU prior")
+                        help="largest stamp difference between a pose and the fixes and IMU "
+                             "samples its prior is interpolated from (the node's "
+                             "max_fix_age_s and max_heading_age_s)")
     parser.add_argument("--antenna-x-m", type=float, default=0.0,
                         help="GNSS antenna position in base_link, forward (as the localizer)")
     parser.add_argument("--antenna-y-m", type=float, default=0.0,
@@ -233,39 +244,48 @@ def _yaw(q: Any) -> float:
     return yaw_from_quaternion(q.x, q.y, q.z, q.w)
 
 
-class MapToBag:
-    """Map-frame poses (the localizer's ENU or UTM) -> the bag's ground-truth ENU frame."""
+def _bag_pose(bag: MapFrame, lat: float, lon: float, yaw_enu: float
+              ) -> tuple[float, float, float]:
+    """Return (east, north, yaw) in the bag frame of a pose at (lat, lon) with an ENU yaw."""
+    # The yaw is carried over numerically: a 1 m step along it, projected.
+    lat1, lon1 = offset_latlon(lat, lon, math.cos(yaw_enu), math.sin(yaw_enu))
+    e, n = bag.forward(lat, lon)
+    e1, n1 = bag.forward(lat1, lon1)
+    return e, n, math.atan2(n1 - n, e1 - e)
 
-    def __init__(self, bag_datum: tuple[float, float], projection: str,
-                 datum: tuple[float, float], utm_zone: int) -> None:
-        """Set up the two projections; ENU at the bag's own datum needs none."""
-        from denseflow_ros.geo import LocalEnu, Utm
 
-        self.bag = LocalEnu(*bag_datum)
-        self.identity = projection == "enu" and datum == bag_datum
-        if projection == "enu":
-            self.map: Any = LocalEnu(*datum)
-        else:
-            zone = utm_zone or int((datum[1] + 180.0) // 6.0) % 60 + 1
-            self.map = Utm(zone=zone)
+def _map_to_bag(frame: MapFrame, bag: MapFrame, x: float, y: float, yaw: float
+                ) -> tuple[float, float, float]:
+    """Return (east, north, yaw) in the bag frame of a pose in the map frame."""
+    if frame.kind == "enu" and frame.datum == bag.datum:
+        return x, y, yaw
+    # The yaw is carried over numerically: a 1 m step along it, in both frames.
+    lat, lon = frame.inverse(x, y)
+    lat1, lon1 = frame.inverse(x + math.cos(yaw), y + math.sin(yaw))
+    e, n = bag.forward(lat, lon)
+    e1, n1 = bag.forward(lat1, lon1)
+    return e, n, math.atan2(n1 - n, e1 - e)
 
-    def __call__(self, x: float, y: float, yaw: float) -> tuple[float, float, float]:
-        """Return (east, north, yaw) in the bag frame of a map pose."""
-        if self.identity:
-            return x, y, yaw
-        # The yaw is carried over numerically: a 1 m step along it, in both frames.
-        lat, lon = self.map.inverse(x, y)
-        lat1, lon1 = self.map.inverse(x + math.cos(yaw), y + math.sin(yaw))
-        e, n = self.bag.forward(lat, lon)
-        e1, n1 = self.bag.forward(lat1, lon1)
-        return float(e), float(n), math.atan2(float(n1) - float(n), float(e1) - float(e))
+
+@dataclass
+class _PriorInputs:
+    """A recording's fixes and IMU headings (stamp ns, ENU rad) the node would keep, by stamp."""
+
+    fixes: list[Fix]
+    headings: list[tuple[int, float]]
+
+
+def _fix_is_usable(msg: Any) -> bool:
+    """Return whether the node keeps a NavSatFix: not NO_FIX, finite and within tile range."""
+    lat, lon = msg.latitude, msg.longitude
+    return (msg.status.status != STATUS_NO_FIX and math.isfinite(lat) and math.isfinite(lon)
+            and -MAX_LATITUDE_DEG <= lat <= MAX_LATITUDE_DEG and -180.0 <= lon <= 180.0)
 
 
 def _read_reference(bag: Path, options: EvaluateOptions, custom: dict[str, str]
-                    ) -> tuple[Track, Track, Track, tuple[float, float]]:
-    """Read ground truth, prior fixes (ENU at the bag datum) and IMU headings from the bag."""
+                    ) -> tuple[Track, _PriorInputs, tuple[float, float]]:
+    """Read ground truth, the fixes and the IMU headings from the bag, and its datum."""
     from denseflow_ros import bagio
-    from denseflow_ros.geo import LocalEnu
 
     try:
         bag_datum = (float(custom["datum_lat"]), float(custom["datum_lon"]))
@@ -278,8 +298,7 @@ def _read_reference(bag: Path, options: EvaluateOptions, custom: dict[str, str]
     if not gt_topic or not fix_topic:
         raise ValueError("give --ground-truth-topic and --fix-topic (the bag's metadata "
                          "does not name them)")
-    enu = LocalEnu(*bag_datum)
-    gt_rows, fix_rows, imu_rows = [], [], []
+    gt_rows, fixes, headings = [], [], []
     wanted = [t for t in (gt_topic, fix_topic, imu_topic) if t]
     for item in bagio.iter_messages(bag, wanted):
         msg = item.msg
@@ -288,15 +307,54 @@ def _read_reference(bag: Path, options: EvaluateOptions, custom: dict[str, str]
             position, orientation = _pose_fields(msg)
             gt_rows.append((stamp, position.x, position.y, _yaw(orientation)))
         elif item.topic == fix_topic:
-            if msg.status.status < 0 or not math.isfinite(msg.latitude):
-                continue
-            east, north = enu.forward(msg.latitude, msg.longitude)
-            fix_rows.append((stamp, float(east), float(north), math.nan))
+            if _fix_is_usable(msg):
+                # The covariance rides along; the score does not use it.
+                cov = np.asarray(msg.position_covariance, dtype=np.float64).reshape(3, 3)
+                fixes.append(Fix(stamp, float(msg.latitude), float(msg.longitude),
+                                 cov[:2, :2]))
         elif msg.orientation_covariance[0] != -1.0:
-            imu_rows.append((stamp, 0.0, 0.0, _yaw(msg.orientation)))
+            yaw = _yaw(msg.orientation)
+            if math.isfinite(yaw):
+                headings.append((stamp, yaw))
     if not gt_rows:
         raise ValueError(f"{bag} has no ground truth on {gt_topic}")
-    return Track.build(gt_rows), Track.build(fix_rows), Track.build(imu_rows), bag_datum
+    inputs = _PriorInputs(sorted(fixes, key=lambda f: f.t_ns), sorted(headings))
+    return Track.build(gt_rows), inputs, bag_datum
+
+
+def _priors(stamps: list[int], inputs: _PriorInputs, options: EvaluateOptions, bag: MapFrame
+            ) -> list[tuple[float, float, float] | None]:
+    """Return the prior of ``base_link`` at each stamp (ascending) in the bag frame.
+
+    Each is the node's: its :class:`PriorBuffer` is fed the inputs up to ``max_prior_dt_s``
+    past the stamp (those the node waits for) and asked for the IMU-heading prior, which is
+    then moved off the antenna. None where the node would have no fix or heading.
+    """
+    rules = PriorRules(heading_source="imu", max_fix_age_s=options.max_prior_dt_s,
+                       max_heading_age_s=options.max_prior_dt_s,
+                       track_window_s=0.0, track_min_distance_m=0.0)
+    mount = CameraMount(antenna_x_m=options.antenna_x_m, antenna_y_m=options.antenna_y_m)
+    lead_ns = int(options.max_prior_dt_s * 1e9)
+    buffer = PriorBuffer()
+    fixes, headings = inputs.fixes, inputs.headings
+    f = h = 0
+    out: list[tuple[float, float, float] | None] = []
+    for stamp in stamps:
+        buffer.note_image(stamp)
+        while f < len(fixes) and fixes[f].t_ns <= stamp + lead_ns:
+            buffer.add_fix(fixes[f])
+            f += 1
+        while h < len(headings) and headings[h][0] <= stamp + lead_ns:
+            buffer.add_heading(*headings[h], "imu")
+            h += 1
+        try:
+            prior, _ = buffer.prior_at(stamp, rules)
+        except FrameError:
+            out.append(None)
+            continue
+        assert prior.heading_rad is not None  # an imu heading, or FrameError
+        out.append(_bag_pose(bag, *base_link_latlon(prior, mount), prior.heading_rad))
+    return out
 
 
 def _choose_pose_topic(path: Path, requested: str | None) -> str:
@@ -383,30 +441,24 @@ def evaluate(bag: Path, poses: str | Path, options: EvaluateOptions,
 
     bag = Path(bag)
     custom = _custom_data(bag)
-    truth, fixes, headings, bag_datum = _read_reference(bag, options, custom)
-    rows = _read_poses(poses, options, stop or threading.Event())
-    datum = options.datum or bag_datum
-    to_bag = MapToBag(bag_datum, options.map_projection, datum, options.utm_zone)
+    truth, inputs, bag_datum = _read_reference(bag, options, custom)
+    rows = sorted(_read_poses(poses, options, stop or threading.Event()), key=lambda r: r[:4])
+    bag_frame = MapFrame("enu", bag_datum)
+    map_frame = MapFrame(options.map_projection, options.datum or bag_datum, options.utm_zone)
+    prior_of = _priors([r[0] for r in rows], inputs, options, bag_frame)
 
     est, pri, tru, covs, matched_stamps = [], [], [], [], []
     counts = Counts(poses=len(rows))
-    ax, ay = options.antenna_x_m, options.antenna_y_m
-    for stamp, x, y, yaw, cov in sorted(rows, key=lambda r: r[:4]):
+    for (stamp, x, y, yaw, cov), prior in zip(rows, prior_of, strict=True):
         g = truth.nearest(stamp, options.max_dt_s)
         if g is None:
             counts.without_ground_truth += 1
             continue
-        f = fixes.nearest(stamp, options.max_prior_dt_s)
-        h = headings.nearest(stamp, options.max_prior_dt_s)
-        if f is None or h is None:
+        if prior is None:
             counts.without_prior += 1
             continue
-        heading = float(headings.yaw[h])
-        # The fix is the antenna's position; the prior base_link lies behind it.
-        c, s = math.cos(heading), math.sin(heading)
-        pri.append((fixes.east[f] - (c * ax - s * ay), fixes.north[f] - (s * ax + c * ay),
-                    heading))
-        est.append(to_bag(x, y, yaw))
+        pri.append(prior)
+        est.append(_map_to_bag(map_frame, bag_frame, x, y, yaw))
         if cov is not None:
             # The map frame may be turned against the bag's (UTM grid convergence).
             turn = est[-1][2] - yaw
