@@ -24,7 +24,9 @@ pytest.importorskip("rclpy")
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED = REPO / "denseflow_ros" / "resources" / "demo_lite.pt"
-FRAMES = 10
+# The network misses along the road on about a fifth of the demo's frames, in bursts (the
+# drive's first eight among them): a median over fewer frames says little.
+FRAMES = 40
 
 
 def _demo(*args: str) -> list[str]:
@@ -147,7 +149,7 @@ def test_refined_estimate_beats_the_gnss_prior(short_run, model) -> None:
     assert summary["estimate"]["distance_median_m"] < summary["prior"]["distance_median_m"]
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(420)
 def test_interrupt_shuts_the_node_down(short_run, work_dir: Path, model: Path | None,
                                        tmp_path: Path, ros_env: dict[str, str]) -> None:
     # Reuses the short run's scenario cache, so the node starts at once.
@@ -165,7 +167,8 @@ def test_interrupt_shuts_the_node_down(short_run, work_dir: Path, model: Path | 
                 break
         assert pid is not None, "the demo never started the node"
         demo.send_signal(signal.SIGINT)
-        _, err = demo.communicate(timeout=60)
+        # The node may still be importing torch; on a loaded machine that takes a while.
+        _, err = demo.communicate(timeout=240)
     finally:
         if demo.poll() is None:
             demo.kill()
