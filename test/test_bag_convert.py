@@ -438,3 +438,16 @@ def test_converters_run_without_a_command_line(tmp_path: Path) -> None:
         bag_ford.FordOptions(frames=bag_common.FrameRange(step=2)))
     assert recording.messages == {"image": 2, "fix": 4, "imu": 4, "ground_truth": 4}
     assert recording.map_origin_fit_pairs == 4 and recording.map_origin_fit_rms_m < 1e-3
+
+
+@pytest.mark.parametrize("dataset", ["kitti", "ford"])
+def test_a_step_below_one_is_one_sentence(dataset: str, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture) -> None:
+    source = (["--root", str(tmp_path), "--drive", DRIVE] if dataset == "kitti"
+              else ["--bag", str(tmp_path / "ros2_bag")])
+    rc = cli_main(["bag", dataset, *source, "--out", str(tmp_path / "bag"), "--no-tiles",
+                   "--step", "0"])
+    assert rc == 1
+    err = capsys.readouterr().err.strip()
+    assert "--step must be >= 1, got 0" in err and err.count("\n") == 0
+    assert not (tmp_path / "bag").exists()

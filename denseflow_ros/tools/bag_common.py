@@ -245,6 +245,10 @@ class FrameRange:
     end: int | None = None
     step: int = 1
 
+    def __post_init__(self) -> None:
+        if self.step < 1:
+            raise ValueError(f"--step must be >= 1, got {self.step}")
+
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> FrameRange:
         """Build from ``--start``, ``--end`` and ``--step``."""
@@ -252,8 +256,6 @@ class FrameRange:
 
     def select(self, count: int) -> list[int]:
         """Return the kept indices of ``count`` frames; raise ValueError when there are none."""
-        if self.step < 1:
-            raise ValueError(f"--step must be >= 1, got {self.step}")
         indices = list(range(count))[self.start:self.end:self.step]
         if not indices:
             raise ValueError("the frame range selects no frames")
