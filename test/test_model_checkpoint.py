@@ -271,3 +271,10 @@ def test_checkpoint_state_is_checked_before_a_network_is_built(
     torch.save(data, path)
     assert load_model(path).config.name == "lite"
     assert devices[-1] == "cpu"
+
+
+def test_the_node_offers_exactly_the_model_presets() -> None:
+    from denseflow_ros.model.config import PRESETS
+    from denseflow_ros.ros.parameters import PRESET_NAMES
+
+    assert set(PRESET_NAMES) == set(PRESETS)

@@ -10,11 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from denseflow_ros.localizer import PRECISIONS
+from denseflow_ros.localizer import PRECISIONS, Thresholds
 from denseflow_ros.parts import MAP_PROJECTIONS
 from denseflow_ros.prior import HEADING_SOURCES
 
+# The model's presets (denseflow_ros.model.PRESETS, which needs torch); a test keeps the two
+# in step.
 PRESET_NAMES = ("kitti", "ford", "vigor", "oxford", "lite")
+# The acceptance rules' defaults are the localizer's.
+_TH = Thresholds()
 
 
 @dataclass(frozen=True)
@@ -72,17 +76,17 @@ SPECS: dict[str, Spec] = {
     "precision": Spec("fp32", "inference precision: fp32, fp16 or bf16 (autocast)",
                       choices=PRECISIONS, runtime=True),
     "iterations": Spec(0, "flow decoder iterations; 0 = the preset's", 0, 64, runtime=True),
-    "min_confidence": Spec(0.0, "reject estimates whose mean confidence is lower", 0.0, 1.0,
-                           runtime=True),
-    "min_coverage": Spec(0.5, "reject frames whose crop the tile cache covers less", 0.0, 1.0,
-                         runtime=True),
-    "gate_sigma": Spec(3.0, "reject estimates farther from the prior than this many standard "
-                            "deviations of fix and estimate together (Mahalanobis); 0 = no "
-                            "gate", 0.0, 100.0, runtime=True),
-    "gate_floor_m": Spec(2.0, "standard deviation added to the fix's and the estimate's in the "
-                              "gate", 0.0, 1000.0, runtime=True),
-    "max_yaw_correction_deg": Spec(0.0, "reject yaw corrections larger than this; 0 = off",
-                                   0.0, 180.0, runtime=True),
+    "min_confidence": Spec(_TH.min_confidence, "reject estimates whose mean confidence is "
+                                               "lower", 0.0, 1.0, runtime=True),
+    "min_coverage": Spec(_TH.min_coverage, "reject frames whose crop the tile cache covers "
+                                           "less", 0.0, 1.0, runtime=True),
+    "gate_sigma": Spec(_TH.gate_sigma, "reject estimates farther from the prior than this many "
+                                       "standard deviations of fix and estimate together "
+                                       "(Mahalanobis); 0 = no gate", 0.0, 100.0, runtime=True),
+    "gate_floor_m": Spec(_TH.gate_floor_m, "standard deviation added to the fix's and the "
+                                           "estimate's in the gate", 0.0, 1000.0, runtime=True),
+    "max_yaw_correction_deg": Spec(_TH.max_yaw_correction_deg, "reject yaw corrections larger "
+                                   "than this; 0 = off", 0.0, 180.0, runtime=True),
     "default_fix_std_m": Spec(10.0, "fix standard deviation when its covariance is unknown",
                               0.01, 1000.0, runtime=True),
     "max_fix_age_s": Spec(0.5, "largest time between an image and the fixes paired with it",
