@@ -34,7 +34,7 @@ import numpy as np
 
 from denseflow_ros.angles import wrap_angle
 from denseflow_ros.geo.projection import offset_latlon
-from denseflow_ros.localizer import CameraMount, FrameError, Prior
+from denseflow_ros.localizer import MAX_LATITUDE_DEG, CameraMount, FrameError, Prior
 
 HEADING_SOURCES = ("imu", "odom", "track", "previous", "none")
 
@@ -288,6 +288,23 @@ def _interpolate(before: Fix, after: Fix, t_ns: int) -> Fix:
     return Fix(t_ns, before.lat + a * (after.lat - before.lat), lon,
                np.maximum(before.cov_en, after.cov_en),
                before.source if a < 0.5 else after.source)
+
+
+# sensor_msgs/NavSatStatus: NO_FIX is the only status refused (STATUS_UNKNOWN, -2 and newer
+# distributions' default, is accepted).
+STATUS_NO_FIX = -1
+
+
+def fix_problem(status: int, lat: float, lon: float) -> str | None:
+    """Return why a NavSatFix with this status and position is unusable, or None."""
+    if status == STATUS_NO_FIX:
+        return "fix_no_fix"
+    if not (math.isfinite(lat) and math.isfinite(lon)):
+        return "fix_nan"
+    # Beyond Web Mercator's latitude limit there are no tiles to localize against.
+    if not (-MAX_LATITUDE_DEG <= lat <= MAX_LATITUDE_DEG and -180.0 <= lon <= 180.0):
+        return "fix_out_of_range"
+    return None
 
 
 def base_link_latlon(prior: Prior, mount: CameraMount) -> tuple[float, float]:

@@ -11,7 +11,6 @@ import numpy as np
 
 from denseflow_ros.angles import quaternion_from_yaw
 from denseflow_ros.localizer import (
-    MAX_LATITUDE_DEG,
     FrameError,
     PoseEstimate,
     image_header_size,
@@ -192,18 +191,9 @@ def camera_info_to_intrinsics(msg: Any, rectified: bool = False
 
 def fix_is_valid(msg: Any) -> str | None:
     """Return why a NavSatFix is unusable, or None when it is a usable fix."""
-    from sensor_msgs.msg import NavSatStatus
+    from denseflow_ros.prior import fix_problem
 
-    # STATUS_UNKNOWN (-2, newer distributions' default) is accepted: only NO_FIX says no.
-    if msg.status.status == NavSatStatus.STATUS_NO_FIX:
-        return "fix_no_fix"
-    lat, lon = msg.latitude, msg.longitude
-    if not (math.isfinite(lat) and math.isfinite(lon)):
-        return "fix_nan"
-    # Beyond Web Mercator's latitude limit there are no tiles to localize against.
-    if not (-MAX_LATITUDE_DEG <= lat <= MAX_LATITUDE_DEG and -180.0 <= lon <= 180.0):
-        return "fix_out_of_range"
-    return None
+    return fix_problem(msg.status.status, msg.latitude, msg.longitude)
 
 
 def fix_covariance_en(msg: Any, default_std_m: float) -> tuple[np.ndarray, bool]:

@@ -35,8 +35,8 @@ import numpy as np
 
 from denseflow_ros.geo.mapframe import MapFrame
 from denseflow_ros.geo.projection import offset_latlon
-from denseflow_ros.localizer import MAX_LATITUDE_DEG, CameraMount, FrameError
-from denseflow_ros.prior import Fix, PriorBuffer, PriorRules, base_link_latlon
+from denseflow_ros.localizer import CameraMount, FrameError
+from denseflow_ros.prior import Fix, PriorBuffer, PriorRules, base_link_latlon, fix_problem
 from denseflow_ros.tools import record as record_tool
 from denseflow_ros.tools import replay_dds
 
@@ -46,7 +46,6 @@ POSE_TYPES = (
     "geometry_msgs/msg/PoseStamped",
     "nav_msgs/msg/Odometry",
 )
-STATUS_NO_FIX = -1  # sensor_msgs/NavSatStatus: the only status the node refuses
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -277,9 +276,7 @@ class _PriorInputs:
 
 def _fix_is_usable(msg: Any) -> bool:
     """Return whether the node keeps a NavSatFix: not NO_FIX, finite and within tile range."""
-    lat, lon = msg.latitude, msg.longitude
-    return (msg.status.status != STATUS_NO_FIX and math.isfinite(lat) and math.isfinite(lon)
-            and -MAX_LATITUDE_DEG <= lat <= MAX_LATITUDE_DEG and -180.0 <= lon <= 180.0)
+    return fix_problem(msg.status.status, msg.latitude, msg.longitude) is None
 
 
 def _read_reference(bag: Path, options: EvaluateOptions, custom: dict[str, str]
