@@ -153,10 +153,13 @@ def test_refined_estimate_beats_the_gnss_prior(short_run, model) -> None:
 def test_interrupt_shuts_the_node_down(short_run, work_dir: Path, model: Path | None,
                                        tmp_path: Path, ros_env: dict[str, str]) -> None:
     # Reuses the short run's scenario cache, so the node starts at once.
+    # A suite started in the background of a script inherits SIGINT ignored, and so would
+    # the demo: give it the default disposition a terminal's Ctrl-C meets.
     demo = subprocess.Popen(
         _demo("--frames", str(FRAMES), "--output", str(tmp_path), "--work-dir",
               str(work_dir), *_model_args(model)),
-        env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+        env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     pid = None
     try:
         assert demo.stderr is not None
