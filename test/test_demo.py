@@ -27,6 +27,10 @@ BUNDLED = REPO / "denseflow_ros" / "resources" / "demo_lite.pt"
 # The network misses along the road on about a fifth of the demo's frames, in bursts (the
 # drive's first eight among them): a median over fewer frames says little.
 FRAMES = 40
+# Hang guards only: the short demo takes about two minutes alone and several times that on a
+# machine whose cores are busy with other work.
+DEMO_TIMEOUT_S = 1200
+pytestmark = pytest.mark.timeout(DEMO_TIMEOUT_S + 60)
 
 
 def _demo(*args: str) -> list[str]:
@@ -67,11 +71,10 @@ def short_run(tmp_path_factory: pytest.TempPathFactory, work_dir: Path,
     proc = subprocess.run(
         _demo("--frames", str(FRAMES), "--output", str(out), "--work-dir", str(work_dir),
               *_model_args(model)),
-        env=env, capture_output=True, text=True, timeout=400, cwd=REPO)
+        env=env, capture_output=True, text=True, timeout=DEMO_TIMEOUT_S, cwd=REPO)
     return proc, out
 
 
-@pytest.mark.timeout(420)
 def test_short_run_writes_summary_plots_and_scores_the_drive(short_run, work_dir) -> None:
     from denseflow_ros import metrics
     from denseflow_ros.sim import Drive
@@ -149,7 +152,6 @@ def test_refined_estimate_beats_the_gnss_prior(short_run, model) -> None:
     assert summary["estimate"]["distance_median_m"] < summary["prior"]["distance_median_m"]
 
 
-@pytest.mark.timeout(420)
 def test_interrupt_shuts_the_node_down(short_run, work_dir: Path, model: Path | None,
                                        tmp_path: Path, ros_env: dict[str, str]) -> None:
     # Reuses the short run's scenario cache, so the node starts at once.

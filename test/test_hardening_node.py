@@ -263,6 +263,7 @@ def test_high_rate_imu_is_kept_by_time_and_interpolated(
             client.send_heading(t0 + 0.6 + k / 400.0, 0.5)
             time.sleep(1.0 / 400.0)  # the sensor's rate, not an ordering
         assert client.wait_diag("received_headings", 1 + 420, 60.0), client.diag()
+        client.settle("imu", "received_headings")
         client.send_image(t0, frame_image(GOOD, W, H))
         _wait_poses(client, 1)
         assert pose_xyyaw(client.poses[0])[2] == pytest.approx(0.3, abs=1e-3)
