@@ -44,3 +44,15 @@ def test_shifts_beyond_the_reach_are_not_searched() -> None:
     bev, sat, mask = shifted_pair(6.0, 0.0)
     got = coarse_shift(bev, sat, mask, reach_cells=3, temperature=0.1)[0]
     assert float(got[0]) <= 3.0 + 1e-6 and abs(float(got[1])) <= 3.0 + 1e-6
+
+
+def test_a_given_correlation_volume_gives_the_same_shift() -> None:
+    pairs = [shifted_pair(4.0, 1.0, seed=3), shifted_pair(-2.6, -5.2, seed=4)]
+    bev, sat, mask = (torch.cat(t) for t in zip(*pairs))
+    b, c, a, _ = bev.shape
+    corr = torch.bmm(bev.reshape(b, c, a * a).transpose(1, 2), sat.reshape(b, c, a * a))
+    pyramid_level = (corr / c ** 0.5).reshape(b * a * a, 1, a, a)
+    own = coarse_shift(bev, sat, mask, reach_cells=7, temperature=0.1)
+    given = coarse_shift(bev, sat, mask, reach_cells=7, temperature=0.1,
+                         correlation=pyramid_level)
+    assert torch.allclose(own, given, atol=1e-4), (own, given)

@@ -217,7 +217,7 @@ class DenseFlow(nn.Module):
             cell_m = float(torch.as_tensor(mpp).min()) * size_px / grid
             reach = min(int(cfg.coarse_search_m / cell_m), grid - 1)
             shift = coarse_shift(corr_maps[:b].detach(), corr_maps[b:].detach(), mask, reach,
-                                 cfg.match_temperature)
+                                 cfg.match_temperature, corr.pyramid[0].detach())
             coords1 = coords0 + shift[:, :, None, None] * maskf
         flows: list[torch.Tensor] = []
         confs: list[torch.Tensor] = []
@@ -276,20 +276,24 @@ def project_to_bev(
     cell_m = torch.as_tensor(mpp, dtype=torch.float32, device=ground_features.device)
     cell_m = cell_m * (config.satellite_size / grid)
     hf, wf = ground_features.shape[-2:]
+    # Which cells the camera sees is geometry: it must not change with the features' precision
+    # (under bfloat16 autocast the border cells' pixel coordinates round across the image edge).
+    exact = torch.autocast(ground_features.device.type, enabled=False)
     if config.projection == "panorama":
-        uv = panorama_uv(
-            grid, cell_m, height_m, hf, wf, ground_features.shape[0], ground_features.device
-        )
+        with exact:
+            uv = panorama_uv(grid, cell_m, height_m, hf, wf, ground_features.shape[0],
+                             ground_features.device)
         return sample_bev(ground_features, uv)
     if intrinsics is None:
         raise ValueError(f"the {config.name!r} preset's pinhole projection needs intrinsics")
     k = intrinsics.to(device=ground_features.device, dtype=torch.float32).clone()
     k[:, 0, :] = k[:, 0, :] * (wf / ground_size[1])
     k[:, 1, :] = k[:, 1, :] * (hf / ground_size[0])
-    uv, depth = pinhole_uv(
-        k, grid, cell_m, height_m, config.native_turns, camera_to_body,
-        config.bev_centre_half_cell,
-    )
+    with exact:
+        uv, depth = pinhole_uv(
+            k, grid, cell_m, height_m, config.native_turns, camera_to_body,
+            config.bev_centre_half_cell,
+        )
     return sample_bev(ground_features, uv, depth > 1e-6)
 
 

@@ -17,21 +17,32 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+# Feature norms below this count as this (as torch.nn.functional.normalize does).
+_NORM_EPS = 1e-12
+
 
 def coarse_shift(
     bev: torch.Tensor, satellite: torch.Tensor, mask: torch.Tensor, reach_cells: int,
-    temperature: float,
+    temperature: float, correlation: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Return the (B, 2) shift (du, dv) in cells that best carries the BEV onto the satellite.
 
     ``bev``, ``satellite`` (B, C, A, A) and ``mask`` (B, 1, A, A) bool are in one layout;
-    shifts up to ``reach_cells`` along each axis are searched.
+    shifts up to ``reach_cells`` along each axis are searched. ``correlation``, when given,
+    holds the features' all-pairs dot products over sqrt(C) (any shape of B * A^4 elements,
+    cell-major: the correlation pyramid's finest level), so they are not computed again.
     """
     b, c, a, _ = bev.shape
     r = int(reach_cells)
-    f1 = F.normalize(bev.float().reshape(b, c, a * a), dim=1)
-    f2 = F.normalize(satellite.float().reshape(b, c, a * a), dim=1)
-    logits = torch.bmm(f1.transpose(1, 2), f2) / temperature  # (B, A*A cells, A*A targets)
+    n1 = bev.float().reshape(b, c, a * a).norm(dim=1).clamp(min=_NORM_EPS)
+    n2 = satellite.float().reshape(b, c, a * a).norm(dim=1).clamp(min=_NORM_EPS)
+    if correlation is None:
+        dots = torch.bmm(bev.float().reshape(b, c, a * a).transpose(1, 2),
+                         satellite.float().reshape(b, c, a * a))
+    else:
+        dots = correlation.float().reshape(b, a * a, a * a) * float(c) ** 0.5
+    # Cosine similarity over the temperature: (B, A*A cells, A*A targets).
+    logits = dots / (n1[:, :, None] * n2[:, None, :] * temperature)
     # Each cell's candidates are the (2r+1)^2 targets it can reach; outside the grid scores
     # as uninformative (log-probability of a uniform choice).
     padded = F.pad(logits.reshape(b * a * a, 1, a, a), (r, r, r, r), value=float("-inf"))
