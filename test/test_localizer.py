@@ -264,7 +264,8 @@ def test_warm_up_runs_the_model(cache: SatelliteCache, tmp_path: Path) -> None:
         return FixedOutput(0, 0, 0, np.eye(3))(ground, satellite, intrinsics)
 
     _localizer(model, cache, MapFrame("enu")).warm_up(3)
-    assert calls == [((1, 3, 128, 512), (1, 3, 256, 256))] * 3
+    s = get_preset("lite").satellite_size
+    assert calls == [((1, 3, 128, 512), (1, 3, s, s))] * 3
 
 
 def _settings(tiles: Path | str, **kw: object) -> LocalizerSettings:
