@@ -31,6 +31,7 @@ bench: venv
 demo-weights: venv
 	$(PY) -m training.train --config training/configs/demo_lite.yaml
 	$(PY) -m training.train --config training/configs/demo_lite_search.yaml
+	$(PY) -m training.train --config training/configs/demo_lite_wide.yaml
 
 lint: venv
 	$(VENV)/bin/ruff check .

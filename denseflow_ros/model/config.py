@@ -169,14 +169,15 @@ PRESETS: dict[str, ModelConfig] = {
         native_turns=1,
         context_norm="batch",
     ),
-    # A narrow network for CPU-only robots and quick training: a 51 m crop at 0.2 m/px, so
-    # its 1.6 m cells (KITTI's) resolve the road around the camera and every cell lies
-    # within 36 m of it; a third of the widths, one refinement stage and a 3-level radius-3
-    # correlation pyramid (lookups reach +-19 m, beyond GNSS errors and multipath jumps).
+    # A narrow network for CPU-only robots and quick training: a 64 m crop at 0.2 m/px, so
+    # its 1.6 m cells (KITTI's) resolve the road around the camera, and a view up to 10 m
+    # ahead of the prior still falls mostly inside the crop; a third of the widths, one
+    # refinement stage and a 3-level radius-3 correlation pyramid (lookups reach +-19 m,
+    # beyond GNSS errors and multipath jumps).
     "lite": ModelConfig(
         name="lite",
         ground_size=(128, 512),
-        satellite_size=256,
+        satellite_size=320,
         satellite_mpp=0.2,
         camera_height_m=1.65,
         iterations=6,
