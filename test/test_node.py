@@ -273,7 +273,10 @@ def test_runtime_parameters_apply_and_ranges_are_enforced(
         _frame(client, 13.0)
         _expect_pose(client, 3)
         assert client.spin(10.0, lambda: len(debug) >= 1)
-        assert (debug[0].width, debug[0].height, debug[0].encoding) == (256, 256, "rgb8")
+        from denseflow_ros.model import get_preset
+
+        crop = get_preset("lite").satellite_size
+        assert (debug[0].width, debug[0].height, debug[0].encoding) == (crop, crop, "rgb8")
         assert (debug[0].header.stamp.sec, debug[0].header.stamp.nanosec) == (13, 0)
         assert client.diag()["iterations"] == "2"
     finally:
