@@ -228,6 +228,7 @@ def _lite_payload(tmp_path: Path) -> tuple[Path, dict]:
     ("iterations", 10**9), ("satellite_size", 2**20), ("ground_size", (128, 10**7)),
     ("trunk_widths", (64, 64, 128, 10**6)), ("refine_dim", 10**6), ("corr_radius", 1000),
     ("satellite_mpp", float("nan")), ("iterations", 6.0), ("iterations", True),
+    ("ground_stride", 16),
 ])
 def test_checkpoint_config_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                       field: str, value: object) -> None:
@@ -241,6 +242,16 @@ def test_checkpoint_config_is_bounded(tmp_path: Path, monkeypatch: pytest.Monkey
     with pytest.raises(CheckpointError, match=field):
         load_model(path)
     assert built == []
+
+
+def test_a_checkpoint_from_before_the_ground_stride_option_loads_as_stride_8(
+        tmp_path: Path) -> None:
+    path, data = _lite_payload(tmp_path)
+    del data["config"]["ground_stride"]
+    torch.save(data, path)
+    net = load_model(path)
+    assert net.config.ground_stride == 8
+    assert net.ground_trunk(torch.rand(1, 3, 64, 128)).shape[-2:] == (8, 16)
 
 
 def test_checkpoint_state_is_checked_before_a_network_is_built(

@@ -59,6 +59,21 @@ def test_lite_inference_contract() -> None:
     assert torch.equal(out.mask, visibility_mask(net.config, k))
 
 
+def test_a_stride_4_ground_trunk_samples_the_road_ahead_twice_as_finely() -> None:
+    net = _net(ground_stride=4).eval()
+    ground, sat, k = _inputs("lite")
+    h, w = net.config.ground_size
+    assert net.ground_trunk(ground).shape[-2:] == (h // 4, w // 4)
+    assert net.satellite_trunk(sat).shape[-1] == net.config.feature_size
+    # The same parameters as the stride-8 trunk: a stride-8 checkpoint loads into it.
+    net.load_state_dict(_net().state_dict())
+    out = net(ground, sat, k)
+    assert torch.equal(out.mask, visibility_mask(net.config, k))
+    assert torch.isfinite(out.shift_u_m).all() and torch.isfinite(out.yaw_deg).all()
+    with pytest.raises(ValueError, match="ground_stride must be 4 or 8"):
+        _net(ground_stride=2)
+
+
 def test_kitti_forward_shapes() -> None:
     # The call everything else makes, at the paper's sizes (one iteration keeps it quick).
     net = _net("kitti").eval()

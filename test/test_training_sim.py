@@ -1,6 +1,6 @@
 # Copyright 2026 The denseflow_ros Authors
 # SPDX-License-Identifier: Apache-2.0
-"""On-the-fly synthetic samples, the contrastive loss and the one intrinsics rule."""
+"""On-the-fly synthetic samples, the feature losses and the one intrinsics rule."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from denseflow_ros.model import analytic_flow
 from denseflow_ros.sim import kitti_intrinsics
 from training.datasets.common import CropOptions, load_ground
 from training.datasets.simulated import SimulatedTowns, load_town, street_pose
-from training.losses import feature_nce_loss
+from training.losses import feature_nce_loss, search_loss
 
 TOWN = 11
 WORLD_M = 400.0
@@ -124,3 +124,76 @@ def test_contrastive_loss_rewards_features_that_match_at_the_true_cell() -> None
     _, m_flipped = feature_nce_loss(bev, sat, mask, -su, -sv, yaw, cell, 0, 0.1)
     assert m_flipped["nce_acc"] < 0.3
     assert math.isfinite(float(good))
+
+
+def dashed_road(landmark_u: int, a: int = 24, c: int = 4, period: int = 5) -> torch.Tensor:
+    """Return (1, C, A, A) features of a road dashed every ``period`` cells along u.
+
+    One landmark, a feature of its own, stands beside the road at ``landmark_u``.
+    """
+    sat = torch.zeros(1, c, a, a)
+    sat[0, 0, 10:14, :] = 1.0  # the road surface
+    for u in range(0, a, period):
+        sat[0, 1, 11:13, u: u + 2] = 1.0  # a dash
+    sat[0, 2, 8:10, landmark_u] = 4.0  # the landmark beside the road
+    sat[0, 3] = 0.1  # every cell has a direction
+    return sat
+
+
+def bev_of(sat: torch.Tensor, du: int, dv: int) -> torch.Tensor:
+    # BEV cell (u, v) sees the satellite at (u + du, v + dv).
+    return torch.roll(sat, shifts=(-dv, -du), dims=(2, 3))
+
+
+def test_search_loss_tells_the_true_shift_from_its_aliases() -> None:
+    a, period = 24, 5
+    sat = dashed_road(landmark_u=12, a=a, period=period)
+    mask = torch.zeros(1, 1, a, a, dtype=torch.bool)
+    mask[..., 6:16, 6:18] = True  # the view: road, dashes and the landmark
+    cell = torch.tensor([1.0])
+    zero = torch.zeros(1)
+    bev = bev_of(sat, 2, 1)
+    # The true shift: the visible cells' mean flow is (2, 1) cells.
+    truth, m_truth = search_loss(bev, sat, mask, torch.tensor([2.0]), torch.tensor([1.0]),
+                                 zero, cell, 0, 7, 0.1)
+    # The same view, labelled one dash period off: only the landmark says it is wrong.
+    alias, m_alias = search_loss(bev, sat, mask, torch.tensor([2.0 + period]),
+                                 torch.tensor([1.0]), zero, cell, 0, 7, 0.1)
+    assert m_truth["search_acc"] == 1.0 and m_alias["search_acc"] == 0.0
+    assert float(truth) < 0.1 < 5.0 < float(alias)
+    # Without the landmark every period scores alike: the loss cannot be low at the truth.
+    plain = dashed_road(landmark_u=12, a=a, period=period)
+    plain[0, 2] = 0.0
+    ambiguous, _ = search_loss(bev_of(plain, 2, 1), plain, mask, torch.tensor([2.0]),
+                               torch.tensor([1.0]), zero, cell, 0, 7, 0.1)
+    assert float(ambiguous) > 0.5
+
+
+def test_search_loss_gradient_raises_the_true_shift_over_an_alias() -> None:
+    a, period = 24, 5
+    road = dashed_road(landmark_u=12, a=a, period=period)
+    road[0, 2] = 0.0  # no landmark: the satellite features must learn to tell the periods apart
+    bev = bev_of(road, 2, 1)
+    mask = torch.zeros(1, 1, a, a, dtype=torch.bool)
+    mask[..., 6:16, 6:18] = True
+    args = (torch.tensor([2.0]), torch.tensor([1.0]), torch.zeros(1), torch.tensor([1.0]), 0, 7,
+            0.1)
+    sat = road.clone().requires_grad_(True)
+    losses = []
+    for _ in range(30):
+        loss, _ = search_loss(bev, sat, mask, *args)
+        losses.append(float(loss.detach()))
+        (grad,) = torch.autograd.grad(loss, sat)
+        with torch.no_grad():
+            sat -= 0.5 * grad
+    assert losses[0] > 0.5 and losses[-1] < 0.5 * losses[0], losses
+
+
+def test_search_loss_leaves_out_shifts_beyond_its_reach() -> None:
+    sat = dashed_road(landmark_u=12)
+    mask = torch.zeros(1, 1, 24, 24, dtype=torch.bool)
+    mask[..., 6:16, 6:18] = True
+    loss, metrics = search_loss(bev_of(sat, 2, 1), sat, mask, torch.tensor([12.0]),
+                                torch.tensor([1.0]), torch.zeros(1), torch.tensor([1.0]), 0, 3,
+                                0.1)
+    assert math.isnan(metrics["search_acc"]) and float(loss) == 0.0

@@ -37,6 +37,8 @@ class TrainConfig:
     shift_range_lat_m: float = 20.0
     rotation_range_deg: float = 10.0
     iterations: int | None = None
+    # The ground trunk's output stride (4 or 8); None takes the preset's.
+    ground_stride: int | None = None
     # The decoder's coarse shift search half-width in metres; None takes the preset's, 0 is off.
     coarse_search_m: float | None = None
     # Optimisation: AdamW, a OneCycle schedule with a 5 % linear warm-up, gradients clipped
@@ -69,6 +71,8 @@ class TrainConfig:
     nce_weight: float = 0.0
     nce_temperature: float = 0.1
     nce_warmup_steps: int = 0
+    # The coarse shift search's own loss (see training.losses.search_loss), on the features.
+    search_weight: float = 0.0
     # False: the trunks and the feature encoder learn from the contrastive term only, so the
     # flow and pose terms cannot wear their matching down (the decoder still learns).
     flow_trains_encoders: bool = True

@@ -18,7 +18,10 @@ or 1 together when the flow carries no signal yet), and ``nce_weight`` adds a de
 contrastive (InfoNCE) term on the two feature maps the correlation is built from: each
 visible BEV cell is scored against every satellite cell (cosine similarity over
 ``nce_temperature``) with a soft target at its true cell, which gives the encoders a direct
-matching signal from the first step.
+matching signal from the first step. ``search_weight`` adds a term on the coarse shift
+search itself (:func:`search_loss`): where the road repeats (lane dashes every few metres),
+per-cell matching is satisfied by every period, and only the shift's total score tells the
+true one from its aliases.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import torch.nn.functional as F
 
 from denseflow_ros.model import analytic_flow
 from denseflow_ros.model.projection import from_native
+from denseflow_ros.model.search import shift_scores
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,7 @@ class LossWeights:
     confidence_tolerance_px: float
     nce_weight: float
     nce_temperature: float
+    search_weight: float
 
 
 def ground_truth_flow(
@@ -144,6 +149,47 @@ def feature_nce_loss(
     return loss, {"nce_acc": acc}
 
 
+def search_loss(
+    bev: torch.Tensor, satellite: torch.Tensor, mask: torch.Tensor, shift_u_m: torch.Tensor,
+    shift_v_m: torch.Tensor, yaw_deg: torch.Tensor, cell_m: torch.Tensor, turns: int,
+    reach_cells: int, temperature: float,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Return the coarse search's loss, the shift's negative log-likelihood, and its accuracy.
+
+    Inputs as for :func:`feature_nce_loss`; the search is the network's own
+    (:func:`denseflow_ros.model.search.shift_scores`, ``reach_cells`` and ``temperature`` as
+    the network runs it). A shift's log-likelihood is the sum of its visible cells'
+    log-probabilities; the loss is minus the log of the posterior mass within one cell of the
+    true shift (the visible cells' mean true flow), so it pushes down the aliases the search
+    would pick, not the sub-cell shape of the peak, which the decoder refines. Samples whose
+    true shift lies beyond the reach are left out. ``search_acc`` is the fraction of samples
+    whose best shift is within one cell of the true one.
+    """
+    bev, satellite = from_native(bev, turns), from_native(satellite, turns)
+    mask = from_native(mask.float(), turns) > 0.5
+    b, _, a, _ = bev.shape
+    r = int(reach_cells)
+    visible = mask.float()
+    count = visible.sum(dim=(1, 2, 3))
+    flow = analytic_flow(shift_u_m, shift_v_m, yaw_deg, a, cell_m).to(bev.device)
+    target = (flow * visible).sum(dim=(2, 3)) / count.clamp(min=1.0)[:, None]  # (B, 2)
+    score = shift_scores(bev.float(), satellite.float(), mask, r, temperature)
+    logp = torch.log_softmax((score * count[:, None, None]).reshape(b, -1), dim=1)
+    offsets = torch.arange(-r, r + 1, device=bev.device, dtype=torch.float32)
+    near_u = (offsets[None, :] - target[:, :1]).abs() <= 1.0  # (B, k) along u
+    near_v = (offsets[None, :] - target[:, 1:]).abs() <= 1.0  # (B, k) along v
+    near = (near_v[:, :, None] & near_u[:, None, :]).reshape(b, -1)
+    valid = near.any(dim=1) & (count > 0)
+    if not bool(valid.any()):
+        return bev.sum() * 0.0, {"search_acc": float("nan")}
+    mass = torch.logsumexp(logp.masked_fill(~near, float("-inf")), dim=1)
+    loss = -mass[valid].mean()
+    with torch.no_grad():
+        hit = near.gather(1, logp.argmax(dim=1, keepdim=True))[:, 0]
+        acc = float(hit[valid].float().mean())
+    return loss, {"search_acc": acc}
+
+
 def pose_loss(
     shift_u_m: torch.Tensor, shift_v_m: torch.Tensor, yaw_deg: torch.Tensor,
     true_u_m: torch.Tensor, true_v_m: torch.Tensor, true_yaw_deg: torch.Tensor,
@@ -160,12 +206,13 @@ def pose_loss(
 
 def total_loss(
     out: object, batch: dict[str, torch.Tensor], weights: LossWeights, with_pose: bool,
-    turns: int = 0,
+    turns: int = 0, search: tuple[int, float] | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Combine the losses for one training forward's output and its batch.
 
     A ``features_only`` forward (:class:`denseflow_ros.model.DenseFlowFeatures`) gets the
-    contrastive term alone; ``turns`` is the preset's native layout.
+    contrastive term alone; ``turns`` is the preset's native layout; ``search`` the network's
+    coarse search as (reach in cells, temperature), needed when ``search_weight`` is set.
     """
     if not hasattr(out, "flows"):
         loss, metrics = _nce(out.bev, out.satellite, out.mask, batch, turns,  # type: ignore
@@ -186,6 +233,19 @@ def total_loss(
                                 out.feature_mask, batch, turns, weights)  # type: ignore
         metrics.update(nce_metrics)
         loss = loss + weights.nce_weight * nce
+    if weights.search_weight > 0 and getattr(out, "bev_features", None) is not None:
+        if search is None:
+            raise ValueError("search_weight needs the network's search (reach, temperature)")
+        size_px = batch["satellite"].shape[-1]
+        feats = out.bev_features  # type: ignore[attr-defined]
+        cell_m = batch["mpp"].float() * (size_px / feats.shape[-1])
+        term, search_metrics = search_loss(
+            feats, out.satellite_features, out.feature_mask,  # type: ignore[attr-defined]
+            batch["shift_u_m"], batch["shift_v_m"], batch["yaw_deg"], cell_m, turns, *search,
+        )
+        metrics.update(search_metrics)
+        metrics["search_loss"] = float(term.detach())
+        loss = loss + weights.search_weight * term
     if with_pose:
         p = pose_loss(
             out.shift_u_m, out.shift_v_m, out.yaw_deg,  # type: ignore[attr-defined]

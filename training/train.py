@@ -42,6 +42,8 @@ from torch.utils.data import DistributedSampler, Sampler
 from denseflow_ros.model import DenseFlow, get_preset, load_model, save_checkpoint
 from denseflow_ros.model.calibration import MIN_CALIBRATION_SAMPLES
 from denseflow_ros.model.checkpoint import load_state, read_checkpoint
+from denseflow_ros.model.config import ModelConfig
+from denseflow_ros.model.search import search_reach
 from training.config import TrainConfig, add_config_arguments, load_config, to_dict
 from training.engine import (
     LOG,
@@ -157,6 +159,8 @@ def build_model(cfg: TrainConfig) -> DenseFlow:
         model_cfg.iterations = int(cfg.iterations)
     if cfg.coarse_search_m is not None:
         model_cfg.coarse_search_m = float(cfg.coarse_search_m)
+    if cfg.ground_stride is not None:
+        model_cfg.ground_stride = int(cfg.ground_stride)
     # Input geometry is part of the network's config (the BEV grid's cell size follows it).
     if cfg.ground_size is not None:
         model_cfg.ground_size = tuple(int(x) for x in cfg.ground_size)
@@ -180,6 +184,15 @@ def loss_weights(cfg: TrainConfig) -> LossWeights:
         raise ValueError(f"confidence_loss must be paper or bce, not {cfg.confidence_loss!r}")
     names = [f.name for f in dataclasses.fields(LossWeights)]
     return LossWeights(**{name: getattr(cfg, name) for name in names})
+
+
+def _search_spec(config: ModelConfig) -> tuple[int, float] | None:
+    # The coarse search as the network runs it at its own crop scale: reach and temperature.
+    if config.coarse_search_m <= 0:
+        return None
+    cell_m = config.satellite_mpp * config.satellite_size / config.feature_size
+    reach = search_reach(config.coarse_search_m, cell_m, config.feature_size)
+    return reach, config.match_temperature
 
 
 def _export(net: DenseFlow, path: Path, half: bool, **metadata: Any) -> None:
@@ -233,6 +246,7 @@ class _Run:
         self.state_path = Path(cfg.out) / "last.pt"
         self.model: torch.nn.Module = net
         self.weights = loss_weights(cfg)
+        self.search = _search_spec(net.config)
         self.nonfinite = 0
         self.data_wait = 0.0
 
@@ -312,7 +326,7 @@ class _Run:
                     out_ = forward(self.model, batch, features_only)
                 loss, logs = total_loss(out_, batch, self.weights,
                                         with_pose and not features_only,
-                                        self.net.config.native_turns)
+                                        self.net.config.native_turns, self.search)
                 self.scaler.scale(loss / cfg.grad_accum).backward()
         self.scaler.unscale_(self.opt)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.clip_grad)
@@ -337,10 +351,13 @@ class _Run:
         """Log one step's losses, learning rate and speed; add them to TensorBoard."""
         elapsed = time.monotonic() - started
         lr = self.sched.get_last_lr()[0]
-        LOG.info("step %d epoch %d loss %.4f flow %s pose %s epe %s px nce %s acc %s "
+        search = ""
+        if "search_loss" in logs:
+            search = f" search {_fmt(logs, 'search_loss')} acc {_fmt(logs, 'search_acc')}"
+        LOG.info("step %d epoch %d loss %.4f flow %s pose %s epe %s px nce %s acc %s%s "
                  "lr %.3g grad %.3f; %.2f s/step, waiting for data %.0f %%", self.step,
                  self.epoch, logs["loss"], _fmt(logs, "flow_loss"), _fmt(logs, "pose_loss"),
-                 _fmt(logs, "epe"), _fmt(logs, "nce_loss"), _fmt(logs, "nce_acc"), lr,
+                 _fmt(logs, "epe"), _fmt(logs, "nce_loss"), _fmt(logs, "nce_acc"), search, lr,
                  grad_norm, elapsed / (self.step - step0),
                  100.0 * self.data_wait / max(elapsed, 1e-9))
         if writer is not None:

@@ -81,6 +81,7 @@ CONFIG_BOUNDS: dict[str, tuple[float, float]] = {
     "confidence_dim": (1, 1024),
     "coarse_search_m": (0.0, 1000.0),
     "match_temperature": (1e-3, 10.0),
+    "ground_stride": (4, 8),
 }
 
 

@@ -72,6 +72,11 @@ class ModelConfig:
     # match_temperature scales the search's cosine similarities.
     coarse_search_m: float = 0.0
     match_temperature: float = 0.1
+    # Output stride of the ground trunk (8 as the paper's, or 4): a ground-plane cell at
+    # distance d spans about d^2 / (f h) metres of road per feature row (f the feature map's
+    # focal length in px, h the camera height), so halving the stride halves how much of the
+    # road ahead one BEV cell smears together.
+    ground_stride: int = 8
 
     @property
     def stride(self) -> int:
@@ -112,6 +117,8 @@ class ModelConfig:
             raise ValueError(f"ground_size must be multiples of {self.stride}")
         if self.feature_size % 2 ** (self.corr_levels - 1):
             raise ValueError("the feature grid must halve evenly for every correlation level")
+        if self.ground_stride not in (4, 8):
+            raise ValueError(f"ground_stride must be 4 or 8, not {self.ground_stride}")
         if self.native_turns not in (0, 1):
             raise ValueError("native_turns must be 0 or 1")
         if self.iterations < 1:

@@ -34,7 +34,7 @@ from denseflow_ros.model.projection import (
     to_native,
 )
 from denseflow_ros.model.refine import RefineEncoder
-from denseflow_ros.model.search import coarse_shift
+from denseflow_ros.model.search import coarse_shift, search_reach
 from denseflow_ros.model.trunk import Trunk
 from denseflow_ros.model.window import support_window
 
@@ -114,7 +114,7 @@ class DenseFlow(nn.Module):
         # Training only: whether flow and pose losses reach the trunks and the feature encoder.
         self.flow_trains_encoders = True
         trunk_out = config.trunk_widths[-1]
-        self.ground_trunk = Trunk(config.trunk_widths)
+        self.ground_trunk = Trunk(config.trunk_widths, config.ground_stride)
         self.satellite_trunk = Trunk(config.trunk_widths)
         self.feature_encoder = RefineEncoder(
             trunk_out, config.refine_dim, config.feature_dim, config.refine_stages, "instance"
@@ -215,7 +215,7 @@ class DenseFlow(nn.Module):
         coords1 = coords0.clone()
         if cfg.coarse_search_m > 0:
             cell_m = float(torch.as_tensor(mpp).min()) * size_px / grid
-            reach = min(int(cfg.coarse_search_m / cell_m), grid - 1)
+            reach = search_reach(cfg.coarse_search_m, cell_m, grid)
             shift = coarse_shift(corr_maps[:b].detach(), corr_maps[b:].detach(), mask, reach,
                                  cfg.match_temperature, corr.pyramid[0].detach())
             coords1 = coords0 + shift[:, :, None, None] * maskf
@@ -338,7 +338,8 @@ def visibility_mask(
         batch = 1 if intrinsics is None else intrinsics.shape[0]
     device = intrinsics.device if intrinsics is not None else torch.device("cpu")
     h, w = config.ground_size
-    feats = torch.ones(batch, 1, h // config.stride, w // config.stride, device=device)
+    gs = config.ground_stride
+    feats = torch.ones(batch, 1, h // gs, w // gs, device=device)
     mpp = config.satellite_mpp if satellite_mpp is None else satellite_mpp
     height = config.camera_height_m if camera_height_m is None else camera_height_m
     _, mask = project_to_bev(

@@ -32,6 +32,24 @@ def coarse_shift(
     holds the features' all-pairs dot products over sqrt(C) (any shape of B * A^4 elements,
     cell-major: the correlation pyramid's finest level), so they are not computed again.
     """
+    r = int(reach_cells)
+    score = shift_scores(bev, satellite, mask, r, temperature, correlation)
+    k = 2 * r + 1
+    best = score.reshape(score.shape[0], -1).argmax(dim=1)
+    bi, bj = best // k, best % k
+    return torch.stack([bj.float() - r + _peak_offset(score, bi, bj, along_rows=False),
+                        bi.float() - r + _peak_offset(score, bi, bj, along_rows=True)], dim=1)
+
+
+def shift_scores(
+    bev: torch.Tensor, satellite: torch.Tensor, mask: torch.Tensor, reach_cells: int,
+    temperature: float, correlation: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Return the (B, 2r+1, 2r+1) mean log-probability of every searched shift (differentiable).
+
+    Entry ``[b, r + dv, r + du]`` scores the shift (du, dv) in cells; arguments as for
+    :func:`coarse_shift`.
+    """
     b, c, a, _ = bev.shape
     r = int(reach_cells)
     n1 = bev.float().reshape(b, c, a * a).norm(dim=1).clamp(min=_NORM_EPS)
@@ -61,11 +79,12 @@ def coarse_shift(
     uniform = -torch.log(inside.sum(dim=(2, 3), keepdim=True).clamp(min=1).float())
     logp = torch.where(inside, logp, uniform.expand_as(logp))
     visible = mask.reshape(b, a * a, 1, 1).float()
-    score = (logp * visible).sum(dim=1) / visible.sum(dim=1).clamp(min=1.0)  # (B, k, k)
-    best = score.reshape(b, -1).argmax(dim=1)
-    bi, bj = best // k, best % k
-    return torch.stack([bj.float() - r + _peak_offset(score, bi, bj, along_rows=False),
-                        bi.float() - r + _peak_offset(score, bi, bj, along_rows=True)], dim=1)
+    return (logp * visible).sum(dim=1) / visible.sum(dim=1).clamp(min=1.0)
+
+
+def search_reach(search_m: float, cell_m: float, grid: int) -> int:
+    """Return how many cells the search reaches along each axis: ``search_m``, within the grid."""
+    return min(int(search_m / cell_m), grid - 1)
 
 
 def _peak_offset(score: torch.Tensor, bi: torch.Tensor, bj: torch.Tensor,

@@ -60,17 +60,21 @@ class Trunk(nn.Module):
     With the default widths this is ResNet-18 up to layer2 followed by the network's own
     layer3 (128 -> 256 channels at stride 1, 1x1 conv + BN on the skip for the width change).
     Input RGB in [0, 1] without mean/std normalisation, as the authors trained it.
+    ``stride=4`` runs layer2 at stride 1 (same parameters, twice the output resolution).
     """
 
-    def __init__(self, widths: tuple[int, int, int, int] = (64, 64, 128, 256)) -> None:
+    def __init__(self, widths: tuple[int, int, int, int] = (64, 64, 128, 256),
+                 stride: int = 8) -> None:
         super().__init__()
+        if stride not in (4, 8):
+            raise ValueError(f"a trunk's stride must be 4 or 8, not {stride}")
         stem, w1, w2, w3 = widths
         self.conv1 = nn.Conv2d(3, stem, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(stem)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         self.layer1 = _layer(stem, w1, 1)
-        self.layer2 = _layer(w1, w2, 2)
+        self.layer2 = _layer(w1, w2, stride // 4)
         self.layer3 = _layer(w2, w3, 1)
         self.out_channels = w3
         for m in self.modules():
@@ -78,7 +82,7 @@ class Trunk(nn.Module):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Return (B, C, H/8, W/8) features of a (B, 3, H, W) image."""
+        """Return (B, C, H/s, W/s) features of a (B, 3, H, W) image (s: the stride)."""
         # Channels-last runs the stem convolution and max pool several times faster on CPU;
         # the features leave in the default layout for the sampling and refinement stages.
         x = x.contiguous(memory_format=torch.channels_last)
