@@ -234,11 +234,12 @@ def test_paper_presets_solve_pose_with_the_authors_centroid_rule() -> None:
     assert DenseFlow(get_preset("lite")).weighted_centroids is True
 
 
-def test_coarse_search_starts_the_decoder_at_the_searched_shift() -> None:
+@pytest.mark.parametrize("view_m", [0.0, 25.0])
+def test_coarse_search_starts_the_decoder_at_the_searched_shift(view_m: float) -> None:
     from denseflow_ros.model.projection import from_native
-    from denseflow_ros.model.search import coarse_shift
+    from denseflow_ros.model.search import coarse_shift, view_cells
 
-    net = _net(coarse_search_m=12.0).eval()
+    net = _net(coarse_search_m=12.0, search_view_m=view_m).eval()
     # With the flow head silenced the decoder never moves: the output is where it started.
     nn.init.zeros_(net.update.flow_head.conv2.weight)
     nn.init.zeros_(net.update.flow_head.conv2.bias)
@@ -246,7 +247,13 @@ def test_coarse_search_starts_the_decoder_at_the_searched_shift() -> None:
     out = net(ground, sat, k)
     feats = net(ground, sat, k, features_only=True)
     cell_m = net.config.satellite_mpp * net.config.stride
-    expected = coarse_shift(feats.bev, feats.satellite, feats.mask, int(12.0 / cell_m),
+    voters = feats.mask
+    if view_m:
+        near = view_cells(net.config.feature_size, cell_m, view_m, 0, False, voters.device)
+        # The view reaches about 36 m ahead: the search then hears only the nearer cells.
+        assert 0 < int((voters & near).sum()) < int(voters.sum())
+        voters = voters & near
+    expected = coarse_shift(feats.bev, feats.satellite, voters, int(12.0 / cell_m),
                             net.config.match_temperature)
     assert expected.abs().max() > 0.5  # random weights still match somewhere off the prior
     flow = from_native(out.flow, net.config.native_turns, vector=True)

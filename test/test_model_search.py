@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from denseflow_ros.model.search import coarse_shift
+from denseflow_ros.model.search import coarse_shift, view_cells
 
 
 def shifted_pair(du: float, dv: float, a: int = 32, c: int = 16, seed: int = 0
@@ -56,3 +56,30 @@ def test_a_given_correlation_volume_gives_the_same_shift() -> None:
     given = coarse_shift(bev, sat, mask, reach_cells=7, temperature=0.1,
                          correlation=pyramid_level)
     assert torch.allclose(own, given, atol=1e-4), (own, given)
+
+
+@pytest.mark.parametrize(("turns", "half_cell"), [(0, False), (1, False), (1, True)])
+def test_view_cells_keep_the_cells_near_the_camera(turns: int, half_cell: bool) -> None:
+    a, cell_m = 40, 1.6
+    near = view_cells(a, cell_m, 25.0, turns, half_cell, torch.device("cpu"))
+    centre = a / 2 - 0.5 if half_cell else a // 2
+    idx = torch.arange(a, dtype=torch.float32)
+    gv, gu = torch.meshgrid(idx, idx, indexing="ij")
+    expected = torch.hypot(gu - centre, gv - centre) * cell_m <= 25.0
+    assert torch.equal(near, expected)
+    # About a disc of radius 25 m: pi * 25^2 / 1.6^2 = 767 cells.
+    assert abs(int(near.sum()) - 767) < 40
+
+
+def test_a_search_heard_only_near_the_camera_ignores_what_far_cells_say() -> None:
+    bev, sat, mask = shifted_pair(3.0, -2.0)
+    # The far cells (most of the view) agree on another shift, as a smeared road does.
+    far = torch.zeros_like(mask)
+    far[..., 21:] = True
+    elsewhere, _, _ = shifted_pair(-4.0, 1.0)
+    bev = torch.where(far, elsewhere, bev)
+    every = coarse_shift(bev, sat, mask, reach_cells=7, temperature=0.1)[0]
+    assert abs(float(every[0]) + 4.0) < 0.35 and abs(float(every[1]) - 1.0) < 0.35, every
+    near = view_cells(32, 1.0, 6.0, 0, False, torch.device("cpu"))
+    got = coarse_shift(bev, sat, mask & near, reach_cells=7, temperature=0.1)[0]
+    assert abs(float(got[0]) - 3.0) < 0.35 and abs(float(got[1]) + 2.0) < 0.35, got

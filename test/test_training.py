@@ -304,6 +304,23 @@ def test_contrastive_warm_up_then_flow_with_binary_confidence(tree: Path,
         train(bad)
 
 
+def test_the_search_term_trains_the_features_the_search_reads(tree: Path, tmp_path: Path) -> None:
+    cfg = tiny(tree, tmp_path / "run", total_steps=2, search_weight=0.05, lr=1e-2,
+               flow_trains_encoders=False)
+    before = train_module_state(cfg)
+    history = train(cfg)["history"]
+    assert all(math.isfinite(h["search_loss"]) and 0.0 <= h["search_acc"] <= 1.0
+               for h in history)
+    assert " search " in (tmp_path / "run" / "train.log").read_text()
+    after = load_model(tmp_path / "run" / "model.pt").state_dict()
+    # Without a contrastive term, only the search term reaches the satellite trunk.
+    key = "satellite_trunk.conv1.weight"
+    assert not torch.equal(before[key], after[key])
+    off = tiny(tree, tmp_path / "off", total_steps=1, search_weight=0.05, coarse_search_m=0.0)
+    with pytest.raises(ValueError, match="search_weight needs a network with the coarse search"):
+        train(off)
+
+
 def test_encoders_can_learn_from_the_contrastive_term_alone(tree: Path, tmp_path: Path) -> None:
     cfg = tiny(tree, tmp_path / "run", total_steps=2, nce_weight=0.0, lr=1e-2,
                flow_trains_encoders=False)

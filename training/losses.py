@@ -58,6 +58,19 @@ class LossWeights:
     search_weight: float
 
 
+@dataclass(frozen=True)
+class SearchSpec:
+    """The network's coarse search as it runs it.
+
+    Its reach in cells, its temperature, and the (1, 1, A, A) bool native-layout cells that
+    vote (None: every visible cell).
+    """
+
+    reach_cells: int
+    temperature: float
+    voters: torch.Tensor | None = None
+
+
 def ground_truth_flow(
     shift_u_m: torch.Tensor, shift_v_m: torch.Tensor, yaw_deg: torch.Tensor, size_px: int,
     mpp: torch.Tensor, mask: torch.Tensor,
@@ -206,13 +219,13 @@ def pose_loss(
 
 def total_loss(
     out: object, batch: dict[str, torch.Tensor], weights: LossWeights, with_pose: bool,
-    turns: int = 0, search: tuple[int, float] | None = None,
+    turns: int = 0, search: SearchSpec | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Combine the losses for one training forward's output and its batch.
 
     A ``features_only`` forward (:class:`denseflow_ros.model.DenseFlowFeatures`) gets the
     contrastive term alone; ``turns`` is the preset's native layout; ``search`` the network's
-    coarse search as (reach in cells, temperature), needed when ``search_weight`` is set.
+    coarse search, needed when ``search_weight`` is set.
     """
     if not hasattr(out, "flows"):
         loss, metrics = _nce(out.bev, out.satellite, out.mask, batch, turns,  # type: ignore
@@ -235,13 +248,17 @@ def total_loss(
         loss = loss + weights.nce_weight * nce
     if weights.search_weight > 0 and getattr(out, "bev_features", None) is not None:
         if search is None:
-            raise ValueError("search_weight needs the network's search (reach, temperature)")
+            raise ValueError("search_weight needs a network with the coarse search on")
         size_px = batch["satellite"].shape[-1]
         feats = out.bev_features  # type: ignore[attr-defined]
         cell_m = batch["mpp"].float() * (size_px / feats.shape[-1])
+        voters = out.feature_mask  # type: ignore[attr-defined]
+        if search.voters is not None:
+            voters = voters & search.voters.to(voters.device)
         term, search_metrics = search_loss(
-            feats, out.satellite_features, out.feature_mask,  # type: ignore[attr-defined]
-            batch["shift_u_m"], batch["shift_v_m"], batch["yaw_deg"], cell_m, turns, *search,
+            feats, out.satellite_features, voters,  # type: ignore[attr-defined]
+            batch["shift_u_m"], batch["shift_v_m"], batch["yaw_deg"], cell_m, turns,
+            search.reach_cells, search.temperature,
         )
         metrics.update(search_metrics)
         metrics["search_loss"] = float(term.detach())

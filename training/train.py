@@ -43,7 +43,7 @@ from denseflow_ros.model import DenseFlow, get_preset, load_model, save_checkpoi
 from denseflow_ros.model.calibration import MIN_CALIBRATION_SAMPLES
 from denseflow_ros.model.checkpoint import load_state, read_checkpoint
 from denseflow_ros.model.config import ModelConfig
-from denseflow_ros.model.search import search_reach
+from denseflow_ros.model.search import search_reach, view_cells
 from training.config import TrainConfig, add_config_arguments, load_config, to_dict
 from training.engine import (
     LOG,
@@ -56,7 +56,7 @@ from training.engine import (
     setup_distributed,
     to_device,
 )
-from training.losses import LossWeights, total_loss
+from training.losses import LossWeights, SearchSpec, total_loss
 
 STATE_FORMAT = "denseflow_ros/train-state-1"
 
@@ -186,13 +186,18 @@ def loss_weights(cfg: TrainConfig) -> LossWeights:
     return LossWeights(**{name: getattr(cfg, name) for name in names})
 
 
-def _search_spec(config: ModelConfig) -> tuple[int, float] | None:
-    # The coarse search as the network runs it at its own crop scale: reach and temperature.
+def _search_spec(config: ModelConfig) -> SearchSpec | None:
+    # The coarse search as the network runs it at its own crop scale.
     if config.coarse_search_m <= 0:
         return None
-    cell_m = config.satellite_mpp * config.satellite_size / config.feature_size
-    reach = search_reach(config.coarse_search_m, cell_m, config.feature_size)
-    return reach, config.match_temperature
+    grid = config.feature_size
+    cell_m = config.satellite_mpp * config.satellite_size / grid
+    voters = None
+    if config.search_view_m > 0:
+        voters = view_cells(grid, cell_m, config.search_view_m, config.native_turns,
+                            config.bev_centre_half_cell, torch.device("cpu"))[None, None]
+    return SearchSpec(search_reach(config.coarse_search_m, cell_m, grid),
+                      config.match_temperature, voters)
 
 
 def _export(net: DenseFlow, path: Path, half: bool, **metadata: Any) -> None:

@@ -82,6 +82,7 @@ CONFIG_BOUNDS: dict[str, tuple[float, float]] = {
     "coarse_search_m": (0.0, 1000.0),
     "match_temperature": (1e-3, 10.0),
     "ground_stride": (4, 8),
+    "search_view_m": (0.0, 1000.0),
 }
 
 

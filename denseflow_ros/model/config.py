@@ -72,6 +72,9 @@ class ModelConfig:
     # match_temperature scales the search's cosine similarities.
     coarse_search_m: float = 0.0
     match_temperature: float = 0.1
+    # Only BEV cells within this distance (metres) of the camera vote in the search; 0: all
+    # visible cells. Far cells smear the road ahead (see denseflow_ros.model.search.view_cells).
+    search_view_m: float = 0.0
     # Output stride of the ground trunk (8 as the paper's, or 4): a ground-plane cell at
     # distance d spans about d^2 / (f h) metres of road per feature row (f the feature map's
     # focal length in px, h the camera height), so halving the stride halves how much of the
@@ -125,6 +128,8 @@ class ModelConfig:
             raise ValueError("iterations must be at least 1")
         if not self.coarse_search_m >= 0.0 or not self.match_temperature > 0.0:
             raise ValueError("coarse_search_m must be >= 0 and match_temperature > 0")
+        if not self.search_view_m >= 0.0:
+            raise ValueError("search_view_m must be >= 0")
 
 
 PRESETS: dict[str, ModelConfig] = {
@@ -202,6 +207,7 @@ PRESETS: dict[str, ModelConfig] = {
         head_dim=96,
         confidence_dim=32,
         coarse_search_m=12.0,
+        search_view_m=25.0,
     ),
 }
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from denseflow_ros.model.projection import bev_body_coords
+
 # Feature norms below this count as this (as torch.nn.functional.normalize does).
 _NORM_EPS = 1e-12
 
@@ -80,6 +82,19 @@ def shift_scores(
     logp = torch.where(inside, logp, uniform.expand_as(logp))
     visible = mask.reshape(b, a * a, 1, 1).float()
     return (logp * visible).sum(dim=1) / visible.sum(dim=1).clamp(min=1.0)
+
+
+def view_cells(grid: int, cell_m: float, within_m: float, turns: int, half_cell: bool,
+               device: torch.device) -> torch.Tensor:
+    """Return the (A, A) bool cells within ``within_m`` of the BEV's origin (the camera).
+
+    A ground cell at distance d spans about d^2 / (f h) metres of road per feature row of the
+    ground image (f its focal length in feature pixels, h the camera height): far cells
+    smear the road over several metres and score every period of a repeating pattern alike,
+    so the search can leave them out.
+    """
+    forward, right = bev_body_coords(grid, cell_m, turns, half_cell, device)
+    return torch.hypot(forward, right) <= within_m
 
 
 def search_reach(search_m: float, cell_m: float, grid: int) -> int:
