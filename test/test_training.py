@@ -340,3 +340,31 @@ def train_module_state(cfg: TrainConfig) -> dict[str, torch.Tensor]:
     from training.train import build_model
 
     return {k: v.clone() for k, v in build_model(cfg).state_dict().items()}
+
+
+def test_the_demo_weight_stages_chain_into_the_bundled_network() -> None:
+    import argparse
+    import re
+
+    from denseflow_ros.model import get_preset
+    from training.config import load_config
+    from training.train import build_model
+
+    repo = Path(__file__).resolve().parents[1]
+    stages = re.findall(r"--config (training/configs/\S+\.yaml)", (repo / "Makefile").read_text())
+    assert len(stages) == 4, stages
+    configs = [load_config(argparse.Namespace(config=str(repo / s))) for s in stages]
+    # Each stage starts from the previous one's validation-best network; only the last exports.
+    assert not configs[0].init_checkpoint
+    for before, after in zip(configs, configs[1:]):
+        assert after.init_checkpoint == f"{before.out}/best.pt"
+    assert [c.export for c in configs] == ["", "", "", "denseflow_ros/resources/demo_lite.pt"]
+    # The last stage builds the bundled network's architecture.
+    bundled = load_model(repo / "denseflow_ros/resources/demo_lite.pt").config
+    last = configs[-1]
+    last.init_checkpoint = ""
+    built = build_model(last).config
+    for field in ("satellite_size", "ground_stride", "trunk_widths", "coarse_search_m",
+                  "search_view_m", "feature_dim"):
+        assert getattr(built, field) == getattr(bundled, field), field
+    assert get_preset("lite").satellite_size == built.satellite_size

@@ -7,9 +7,10 @@ it must read a far match out of the pyramid's coarse levels. Along a road most c
 many places equally well; the few that do not (crossings, driveways, lamps) decide the shift.
 This search lets them: every visible BEV cell scores every satellite cell of the prior's
 window (a softmax over the window's cells of their cosine similarity), and the shift whose
-sum of log-probabilities over all visible cells is highest wins, refined to sub-cell by a
-soft-argmax over its 3 x 3 neighbours. Only translation is searched; the decoder and the
-pose fit resolve the rotation.
+sum of log-probabilities over the voting cells is highest wins, refined to sub-cell by a
+parabola through its neighbours. The voting cells are the visible ones, or only those near
+the camera (:func:`view_cells`), whose features resolve the road along its length. Only
+translation is searched; the decoder and the pose fit resolve the rotation.
 """
 
 from __future__ import annotations
