@@ -32,8 +32,9 @@ import torch
 import torch.nn.functional as F
 
 from denseflow_ros.model import analytic_flow
+from denseflow_ros.model.config import ModelConfig
 from denseflow_ros.model.projection import from_native
-from denseflow_ros.model.search import shift_scores
+from denseflow_ros.model.search import search_setup, shift_scores
 
 
 @dataclass(frozen=True)
@@ -56,19 +57,6 @@ class LossWeights:
     nce_weight: float
     nce_temperature: float
     search_weight: float
-
-
-@dataclass(frozen=True)
-class SearchSpec:
-    """The network's coarse search as it runs it.
-
-    Its reach in cells, its temperature, and the (1, 1, A, A) bool native-layout cells that
-    vote (None: every visible cell).
-    """
-
-    reach_cells: int
-    temperature: float
-    voters: torch.Tensor | None = None
 
 
 def ground_truth_flow(
@@ -219,14 +207,15 @@ def pose_loss(
 
 def total_loss(
     out: object, batch: dict[str, torch.Tensor], weights: LossWeights, with_pose: bool,
-    turns: int = 0, search: SearchSpec | None = None,
+    config: ModelConfig | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Combine the losses for one training forward's output and its batch.
 
     A ``features_only`` forward (:class:`denseflow_ros.model.DenseFlowFeatures`) gets the
-    contrastive term alone; ``turns`` is the preset's native layout; ``search`` the network's
-    coarse search, needed when ``search_weight`` is set.
+    contrastive term alone; ``config`` is the network's (its native layout, and its coarse
+    search for ``search_weight``; None: the package layout, no search).
     """
+    turns = config.native_turns if config is not None else 0
     if not hasattr(out, "flows"):
         loss, metrics = _nce(out.bev, out.satellite, out.mask, batch, turns,  # type: ignore
                              weights)
@@ -247,18 +236,18 @@ def total_loss(
         metrics.update(nce_metrics)
         loss = loss + weights.nce_weight * nce
     if weights.search_weight > 0 and getattr(out, "bev_features", None) is not None:
-        if search is None:
+        if config is None or config.coarse_search_m <= 0:
             raise ValueError("search_weight needs a network with the coarse search on")
         size_px = batch["satellite"].shape[-1]
         feats = out.bev_features  # type: ignore[attr-defined]
         cell_m = batch["mpp"].float() * (size_px / feats.shape[-1])
-        voters = out.feature_mask  # type: ignore[attr-defined]
-        if search.voters is not None:
-            voters = voters & search.voters.to(voters.device)
+        # The search as the network runs it (its cell size from the batch's smallest mpp).
+        reach, voters = search_setup(config, out.feature_mask,  # type: ignore[attr-defined]
+                                     float(cell_m.min()))
         term, search_metrics = search_loss(
             feats, out.satellite_features, voters,  # type: ignore[attr-defined]
-            batch["shift_u_m"], batch["shift_v_m"], batch["yaw_deg"], cell_m, turns,
-            search.reach_cells, search.temperature,
+            batch["shift_u_m"], batch["shift_v_m"], batch["yaw_deg"], cell_m, turns, reach,
+            config.match_temperature,
         )
         metrics.update(search_metrics)
         metrics["search_loss"] = float(term.detach())

@@ -42,8 +42,6 @@ from torch.utils.data import DistributedSampler, Sampler
 from denseflow_ros.model import DenseFlow, get_preset, load_model, save_checkpoint
 from denseflow_ros.model.calibration import MIN_CALIBRATION_SAMPLES
 from denseflow_ros.model.checkpoint import load_state, read_checkpoint
-from denseflow_ros.model.config import ModelConfig
-from denseflow_ros.model.search import search_reach, view_cells
 from training.config import TrainConfig, add_config_arguments, load_config, to_dict
 from training.engine import (
     LOG,
@@ -56,7 +54,7 @@ from training.engine import (
     setup_distributed,
     to_device,
 )
-from training.losses import LossWeights, SearchSpec, total_loss
+from training.losses import LossWeights, total_loss
 
 STATE_FORMAT = "denseflow_ros/train-state-1"
 
@@ -186,20 +184,6 @@ def loss_weights(cfg: TrainConfig) -> LossWeights:
     return LossWeights(**{name: getattr(cfg, name) for name in names})
 
 
-def _search_spec(config: ModelConfig) -> SearchSpec | None:
-    # The coarse search as the network runs it at its own crop scale.
-    if config.coarse_search_m <= 0:
-        return None
-    grid = config.feature_size
-    cell_m = config.satellite_mpp * config.satellite_size / grid
-    voters = None
-    if config.search_view_m > 0:
-        voters = view_cells(grid, cell_m, config.search_view_m, config.native_turns,
-                            config.bev_centre_half_cell, torch.device("cpu"))[None, None]
-    return SearchSpec(search_reach(config.coarse_search_m, cell_m, grid),
-                      config.match_temperature, voters)
-
-
 def _export(net: DenseFlow, path: Path, half: bool, **metadata: Any) -> None:
     """Write the network in the package format, optionally with float16 weights."""
     if not half:
@@ -251,7 +235,6 @@ class _Run:
         self.state_path = Path(cfg.out) / "last.pt"
         self.model: torch.nn.Module = net
         self.weights = loss_weights(cfg)
-        self.search = _search_spec(net.config)
         self.nonfinite = 0
         self.data_wait = 0.0
 
@@ -331,7 +314,7 @@ class _Run:
                     out_ = forward(self.model, batch, features_only)
                 loss, logs = total_loss(out_, batch, self.weights,
                                         with_pose and not features_only,
-                                        self.net.config.native_turns, self.search)
+                                        self.net.config)
                 self.scaler.scale(loss / cfg.grad_accum).backward()
         self.scaler.unscale_(self.opt)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.clip_grad)

@@ -34,7 +34,7 @@ from denseflow_ros.model.projection import (
     to_native,
 )
 from denseflow_ros.model.refine import RefineEncoder
-from denseflow_ros.model.search import coarse_shift, search_reach, view_cells
+from denseflow_ros.model.search import coarse_shift, search_setup
 from denseflow_ros.model.trunk import Trunk
 from denseflow_ros.model.window import support_window
 
@@ -215,11 +215,7 @@ class DenseFlow(nn.Module):
         coords1 = coords0.clone()
         if cfg.coarse_search_m > 0:
             cell_m = float(torch.as_tensor(mpp).min()) * size_px / grid
-            reach = search_reach(cfg.coarse_search_m, cell_m, grid)
-            voters = mask
-            if cfg.search_view_m > 0:
-                voters = mask & view_cells(grid, cell_m, cfg.search_view_m, turns,
-                                           cfg.bev_centre_half_cell, mask.device)
+            reach, voters = search_setup(cfg, mask, cell_m)
             shift = coarse_shift(corr_maps[:b].detach(), corr_maps[b:].detach(), voters, reach,
                                  cfg.match_temperature, corr.pyramid[0].detach())
             coords1 = coords0 + shift[:, :, None, None] * maskf

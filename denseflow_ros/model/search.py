@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from denseflow_ros.model.config import ModelConfig
 from denseflow_ros.model.projection import bev_body_coords
 
 # Feature norms below this count as this (as torch.nn.functional.normalize does).
@@ -98,9 +99,21 @@ def view_cells(grid: int, cell_m: float, within_m: float, turns: int, half_cell:
     return torch.hypot(forward, right) <= within_m
 
 
-def search_reach(search_m: float, cell_m: float, grid: int) -> int:
-    """Return how many cells the search reaches along each axis: ``search_m``, within the grid."""
-    return min(int(search_m / cell_m), grid - 1)
+def search_setup(config: ModelConfig, mask: torch.Tensor, cell_m: float
+                 ) -> tuple[int, torch.Tensor]:
+    """Return the search's reach in cells and its (B, 1, A, A) voting cells.
+
+    ``mask`` holds the visible cells in the native layout and ``cell_m`` the cell size; the
+    reach is the config's ``coarse_search_m`` within the grid, the voters the visible cells
+    within ``search_view_m`` of the camera (all of them when it is 0).
+    """
+    grid = mask.shape[-1]
+    reach = min(int(config.coarse_search_m / cell_m), grid - 1)
+    if config.search_view_m <= 0:
+        return reach, mask
+    near = view_cells(grid, cell_m, config.search_view_m, config.native_turns,
+                      config.bev_centre_half_cell, mask.device)
+    return reach, mask & near
 
 
 def _peak_offset(score: torch.Tensor, bi: torch.Tensor, bj: torch.Tensor,
