@@ -33,6 +33,7 @@ demo-weights: venv
 	$(PY) -m training.train --config training/configs/demo_lite_search.yaml
 	$(PY) -m training.train --config training/configs/demo_lite_wide.yaml
 	$(PY) -m training.train --config training/configs/demo_lite_fine.yaml
+	$(PY) -m training.train --config training/configs/demo_lite_align.yaml
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from denseflow_ros.model.fine import local_normalise, subcell_peak
 from denseflow_ros.model.projection import pinhole_uv, sample_bev
 
 _GREY = (0.299, 0.587, 0.114)
@@ -35,24 +36,6 @@ class BaselineOutput:
     yaw_deg: torch.Tensor
     covariance: torch.Tensor
     score: torch.Tensor
-
-
-def _blur(x: torch.Tensor, sigma_px: float) -> torch.Tensor:
-    radius = max(1, int(math.ceil(3 * sigma_px)))
-    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
-    k = torch.exp(-0.5 * (t / sigma_px) ** 2)
-    k = k / k.sum()
-    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
-    return F.conv2d(F.pad(x, (0, 0, radius, radius), mode="replicate"), k.view(1, 1, -1, 1))
-
-
-def local_normalise(grey: torch.Tensor, mask: torch.Tensor, sigma_px: float) -> torch.Tensor:
-    """Return (x - local mean) / local std of (B, 1, H, W) ``grey`` inside ``mask``."""
-    m = mask.to(grey.dtype)
-    weight = _blur(m, sigma_px).clamp_min(1e-6)
-    mean = _blur(grey * m, sigma_px) / weight
-    var = _blur((grey - mean) ** 2 * m, sigma_px) / weight
-    return (grey - mean) / torch.sqrt(var + 1e-4) * m
 
 
 class NccBaseline(nn.Module):
@@ -139,33 +122,10 @@ class NccBaseline(nn.Module):
 
     def _peak(self, scores: torch.Tensor, yaws: torch.Tensor, radius: int,
               mpp: torch.Tensor) -> BaselineOutput:
-        b, n_yaw, side, _ = scores.shape
-        flat = scores.reshape(b, -1)
-        best, arg = flat.max(1)
-        k = arg // (side * side)
-        iv = (arg // side) % side
-        iu = arg % side
-
-        def refine(lo: torch.Tensor, mid: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
-            den = lo - 2 * mid + hi
-            off = torch.where(den < 0, 0.5 * (lo - hi) / den, torch.zeros_like(den))
-            return off.clamp(-0.5, 0.5)
-
-        bi = torch.arange(b, device=scores.device)
-
-        def at(dk: int, dv: int, du: int) -> torch.Tensor:
-            kk = (k + dk).clamp(0, n_yaw - 1)
-            vv = (iv + dv).clamp(0, side - 1)
-            uu = (iu + du).clamp(0, side - 1)
-            return scores[bi, kk, vv, uu]
-
-        du = refine(at(0, 0, -1), best, at(0, 0, 1))
-        dv = refine(at(0, -1, 0), best, at(0, 1, 0))
-        dk = refine(at(-1, 0, 0), best, at(1, 0, 0))
-        shift_u = (iu.float() - radius + du) * mpp
-        shift_v = (iv.float() - radius + dv) * mpp
-        yaw = yaws[k].float() + dk * self.yaw_step_deg
+        k, v, u, best = subcell_peak(scores)
+        shift_u = (u - radius) * mpp
+        shift_v = (v - radius) * mpp
+        yaw = yaws[0].float() + k * self.yaw_step_deg
         cov = torch.diag_embed(torch.tensor(
-            [1.0, 1.0, math.radians(1.0) ** 2], device=scores.device).expand(b, 3))
+            [1.0, 1.0, math.radians(1.0) ** 2], device=scores.device).expand(scores.shape[0], 3))
         return BaselineOutput(shift_u, shift_v, yaw, cov, best)
-

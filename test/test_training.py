@@ -336,6 +336,33 @@ def test_encoders_can_learn_from_the_contrastive_term_alone(tree: Path, tmp_path
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("update."))
 
 
+def test_the_fine_stage_trains_alone_on_a_trained_network(tree: Path, tmp_path: Path) -> None:
+    base = tiny(tree, tmp_path / "base", total_steps=1)
+    train(base)
+    cfg = tiny(tree, tmp_path / "fine", total_steps=3, fine_channels=4, fine_only=True,
+               init_checkpoint=str(tmp_path / "base" / "model.pt"), lr=1e-2)
+    history = train(cfg)["history"]
+    assert all(math.isfinite(h["fine_loss"]) and h["fine_err_m"] >= 0.0 for h in history)
+    assert " fine error " in (tmp_path / "fine" / "train.log").read_text()
+    before = load_model(tmp_path / "base" / "model.pt").state_dict()
+    net = load_model(tmp_path / "fine" / "model.pt")
+    after = net.state_dict()
+    assert net.config.fine_channels == 4
+    # Every weight but the fine stage's is the starting network's.
+    for key, value in before.items():
+        assert torch.equal(value, after[key]), key
+    fine = [k for k in after if k.startswith("fine.")]
+    assert fine and set(after) - set(before) == set(fine)
+    # Without fine_only, a checkpoint lacking the fine stage does not fit; fine_only needs one.
+    plain = tiny(tree, tmp_path / "plain", total_steps=1, fine_channels=4,
+                 init_checkpoint=str(tmp_path / "base" / "model.pt"))
+    with pytest.raises(RuntimeError, match="fine"):
+        train(plain)
+    alone = tiny(tree, tmp_path / "alone", total_steps=1, fine_channels=4, fine_only=True)
+    with pytest.raises(ValueError, match="needs fine_channels > 0 and an init_checkpoint"):
+        train(alone)
+
+
 def train_module_state(cfg: TrainConfig) -> dict[str, torch.Tensor]:
     from training.train import build_model
 
@@ -352,19 +379,21 @@ def test_the_demo_weight_stages_chain_into_the_bundled_network() -> None:
 
     repo = Path(__file__).resolve().parents[1]
     stages = re.findall(r"--config (training/configs/\S+\.yaml)", (repo / "Makefile").read_text())
-    assert len(stages) == 4, stages
+    assert len(stages) == 5, stages
     configs = [load_config(argparse.Namespace(config=str(repo / s))) for s in stages]
     # Each stage starts from the previous one's validation-best network; only the last exports.
     assert not configs[0].init_checkpoint
     for before, after in zip(configs, configs[1:]):
         assert after.init_checkpoint == f"{before.out}/best.pt"
-    assert [c.export for c in configs] == ["", "", "", "denseflow_ros/resources/demo_lite.pt"]
+    assert [c.export for c in configs] == ["", "", "", "", "denseflow_ros/resources/demo_lite.pt"]
+    # Only the last stage trains the fine stage, and nothing else.
+    assert [c.fine_only for c in configs] == [False, False, False, False, True]
     # The last stage builds the bundled network's architecture.
     bundled = load_model(repo / "denseflow_ros/resources/demo_lite.pt").config
     last = configs[-1]
-    last.init_checkpoint = ""
+    last.init_checkpoint, last.fine_only = "", False
     built = build_model(last).config
     for field in ("satellite_size", "ground_stride", "trunk_widths", "coarse_search_m",
-                  "search_view_m", "feature_dim"):
+                  "search_view_m", "feature_dim", "fine_channels"):
         assert getattr(built, field) == getattr(bundled, field), field
     assert get_preset("lite").satellite_size == built.satellite_size

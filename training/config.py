@@ -41,6 +41,11 @@ class TrainConfig:
     ground_stride: int | None = None
     # The decoder's coarse shift search half-width in metres; None takes the preset's, 0 is off.
     coarse_search_m: float | None = None
+    # The fine stage's descriptor channels (see denseflow_ros.model.fine); None takes the
+    # preset's, 0 is no fine stage. With fine_only the run trains the fine stage alone, every
+    # other weight frozen (from init_checkpoint), on windows placed around the true pose.
+    fine_channels: int | None = None
+    fine_only: bool = False
     # Optimisation: AdamW, a OneCycle schedule with a 5 % linear warm-up, gradients clipped
     # to norm 1.0.
     epochs: int = 20

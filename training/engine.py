@@ -74,12 +74,14 @@ def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
             for k, v in batch.items()}
 
 
-def forward(model: torch.nn.Module, batch: dict[str, Any], features_only: bool = False) -> Any:
+def forward(model: torch.nn.Module, batch: dict[str, Any], features_only: bool = False,
+            fine_start: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> Any:
     """Run the network on a batch with its per-sample geometry."""
     return model(
         batch["ground"], batch["satellite"], batch["intrinsics"],
         satellite_mpp=batch["mpp"], camera_height_m=batch["camera_height_m"],
         camera_to_body=batch.get("camera_to_body"), features_only=features_only,
+        fine_start=fine_start,
     )
 
 

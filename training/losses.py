@@ -22,6 +22,10 @@ matching signal from the first step. ``search_weight`` adds a term on the coarse
 search itself (:func:`search_loss`): where the road repeats (lane dashes every few metres),
 per-cell matching is satisfied by every period, and only the shift's total score tells the
 true one from its aliases.
+
+The fine stage trains alone (:func:`fine_loss`): the cross-entropy of its window's scores
+against the true (yaw, shift), spread over the window's neighbouring steps by trilinear
+weights.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import torch.nn.functional as F
 
 from denseflow_ros.model import analytic_flow
 from denseflow_ros.model.config import ModelConfig
+from denseflow_ros.model.fine import FineScores
 from denseflow_ros.model.projection import from_native
 from denseflow_ros.model.search import search_setup, shift_scores
 
@@ -275,3 +280,46 @@ def _nce(
     )
     metrics["nce_loss"] = float(loss.detach())
     return loss, metrics
+
+
+def fine_loss(scores: FineScores, true_u_m: torch.Tensor, true_v_m: torch.Tensor,
+              true_yaw_deg: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    """Cross-entropy of the fine stage's window against the true pose; its peak's error.
+
+    The target is the true (yaw, v, u) in window steps, clamped into the window, spread over
+    the eight surrounding steps by trilinear weights. Metrics: ``fine_loss`` and
+    ``fine_err_m``, the median distance of the refined peak from the truth.
+    """
+    logits = scores.logits.float()
+    b, n_k, n_v, n_u = logits.shape
+    yaws = scores.yaw_deg.float()
+    step = (yaws[:, 1] - yaws[:, 0]) if n_k > 1 else torch.ones_like(yaws[:, 0])
+    mpp = scores.mpp.float()
+    coords = [
+        ((true_yaw_deg.float() - yaws[:, 0]) / step, n_k),
+        (true_v_m.float() / mpp - scores.origin_px[:, 1] + scores.radius, n_v),
+        (true_u_m.float() / mpp - scores.origin_px[:, 0] + scores.radius, n_u),
+    ]
+    logp = torch.log_softmax(logits.reshape(b, -1), 1).reshape(b, n_k, n_v, n_u)
+    bi = torch.arange(b, device=logits.device)
+    lows, fracs = [], []
+    for x, n in coords:
+        x = x.clamp(0.0, float(n - 1))
+        low = x.floor().long().clamp(max=max(n - 2, 0))
+        lows.append(low)
+        fracs.append(x - low.float())
+    loss = logits.new_zeros(b)
+    for dk in (0, 1):
+        for dv in (0, 1):
+            for du in (0, 1):
+                steps = (dk, dv, du)
+                w = logits.new_ones(b)
+                index = []
+                for (low, frac), d, n in zip(zip(lows, fracs), steps, logp.shape[1:]):
+                    w = w * (frac if d else 1.0 - frac)
+                    index.append((low + d).clamp(max=n - 1))
+                loss = loss - w * logp[bi, index[0], index[1], index[2]]
+    loss = loss.mean()
+    su, sv, _ = scores.pose()
+    err = torch.hypot(su - true_u_m.float(), sv - true_v_m.float())
+    return loss, {"fine_loss": float(loss.detach()), "fine_err_m": float(err.median())}

@@ -39,7 +39,7 @@ import yaml
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler, Sampler
 
-from denseflow_ros.model import DenseFlow, get_preset, load_model, save_checkpoint
+from denseflow_ros.model import DenseFlow, ModelConfig, get_preset, load_model, save_checkpoint
 from denseflow_ros.model.calibration import MIN_CALIBRATION_SAMPLES
 from denseflow_ros.model.checkpoint import load_state, read_checkpoint
 from training.config import TrainConfig, add_config_arguments, load_config, to_dict
@@ -54,7 +54,7 @@ from training.engine import (
     setup_distributed,
     to_device,
 )
-from training.losses import LossWeights, total_loss
+from training.losses import LossWeights, fine_loss, total_loss
 
 STATE_FORMAT = "denseflow_ros/train-state-1"
 
@@ -159,6 +159,8 @@ def build_model(cfg: TrainConfig) -> DenseFlow:
         model_cfg.coarse_search_m = float(cfg.coarse_search_m)
     if cfg.ground_stride is not None:
         model_cfg.ground_stride = int(cfg.ground_stride)
+    if cfg.fine_channels is not None:
+        model_cfg.fine_channels = int(cfg.fine_channels)
     # Input geometry is part of the network's config (the BEV grid's cell size follows it).
     if cfg.ground_size is not None:
         model_cfg.ground_size = tuple(int(x) for x in cfg.ground_size)
@@ -168,11 +170,21 @@ def build_model(cfg: TrainConfig) -> DenseFlow:
         model_cfg.satellite_mpp = float(cfg.satellite_mpp)
     torch.manual_seed(cfg.seed)
     net = DenseFlow(model_cfg)
+    if cfg.fine_only and (not model_cfg.fine_channels or not cfg.init_checkpoint):
+        raise ValueError("fine_only trains the fine stage of a trained network: it needs "
+                         "fine_channels > 0 and an init_checkpoint")
     if cfg.init_checkpoint:
         _, state, dropped = load_state(cfg.init_checkpoint, cfg.preset)
-        net.load_state_dict(state)
-        LOG.info("initialised from %s (%d authors' keys unused)", cfg.init_checkpoint,
-                 len(dropped))
+        # A network trained without the fine stage starts one: only its weights may be new.
+        missing, _ = net.load_state_dict(state, strict=False)
+        new = [k for k in missing if k.startswith("fine.")]
+        if len(new) != len(missing) or (new and not cfg.fine_only):
+            net.load_state_dict(state)  # raises, naming the keys that do not fit
+        LOG.info("initialised from %s (%d authors' keys unused, %d fine-stage weights new)",
+                 cfg.init_checkpoint, len(dropped), len(new))
+    if cfg.fine_only:
+        for name, param in net.named_parameters():
+            param.requires_grad_(name.startswith("fine."))
     return net
 
 
@@ -223,7 +235,8 @@ class _Run:
     def __init__(self, cfg: TrainConfig, info: Any, device: torch.device, net: DenseFlow,
                  total_steps: int) -> None:
         self.cfg, self.info, self.device, self.net = cfg, info, device, net
-        self.opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr,
+        trained = [p for p in net.parameters() if p.requires_grad]
+        self.opt = torch.optim.AdamW(trained, lr=cfg.lr,
                                      weight_decay=cfg.weight_decay, eps=cfg.adam_eps)
         self.sched = torch.optim.lr_scheduler.OneCycleLR(
             self.opt, max_lr=cfg.lr, total_steps=total_steps + 1, pct_start=cfg.pct_start,
@@ -309,12 +322,19 @@ class _Run:
             sync = micro == cfg.grad_accum - 1 or self.info.world == 1
             ctx = self.model.no_sync() if not sync else contextlib.nullcontext()
             with ctx:
+                start = fine_window_start(batch, self.net.config, cfg.seed, self.step, micro) \
+                    if cfg.fine_only else None
                 with torch.autocast(self.device.type, dtype=torch.float16,
                                     enabled=self.use_amp):
-                    out_ = forward(self.model, batch, features_only)
-                loss, logs = total_loss(out_, batch, self.weights,
-                                        with_pose and not features_only,
-                                        self.net.config)
+                    out_ = forward(self.model, batch, features_only, start)
+                if start is not None:
+                    loss, logs = fine_loss(out_, batch["shift_u_m"], batch["shift_v_m"],
+                                           batch["yaw_deg"])
+                    logs["loss"] = logs["fine_loss"]
+                else:
+                    loss, logs = total_loss(out_, batch, self.weights,
+                                            with_pose and not features_only,
+                                            self.net.config)
                 self.scaler.scale(loss / cfg.grad_accum).backward()
         self.scaler.unscale_(self.opt)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.clip_grad)
@@ -339,13 +359,15 @@ class _Run:
         """Log one step's losses, learning rate and speed; add them to TensorBoard."""
         elapsed = time.monotonic() - started
         lr = self.sched.get_last_lr()[0]
-        search = ""
+        extra = ""
         if "search_loss" in logs:
-            search = f" search {_fmt(logs, 'search_loss')} acc {_fmt(logs, 'search_acc')}"
+            extra = f" search {_fmt(logs, 'search_loss')} acc {_fmt(logs, 'search_acc')}"
+        if "fine_loss" in logs:
+            extra = f" fine error {_fmt(logs, 'fine_err_m')} m"
         LOG.info("step %d epoch %d loss %.4f flow %s pose %s epe %s px nce %s acc %s%s "
                  "lr %.3g grad %.3f; %.2f s/step, waiting for data %.0f %%", self.step,
                  self.epoch, logs["loss"], _fmt(logs, "flow_loss"), _fmt(logs, "pose_loss"),
-                 _fmt(logs, "epe"), _fmt(logs, "nce_loss"), _fmt(logs, "nce_acc"), search, lr,
+                 _fmt(logs, "epe"), _fmt(logs, "nce_loss"), _fmt(logs, "nce_acc"), extra, lr,
                  grad_norm, elapsed / (self.step - step0),
                  100.0 * self.data_wait / max(elapsed, 1e-9))
         if writer is not None:
@@ -372,6 +394,23 @@ class _Run:
                 _export(self.net, Path(cfg.out) / "best.pt", cfg.save_half, epoch=self.epoch,
                         step=self.step, validation=results, dataset=cfg.dataset)
         return results
+
+
+def fine_window_start(batch: dict[str, Any], config: ModelConfig, seed: int, step: int,
+                      micro: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Return the pose a fine-stage training window is placed around: truth plus noise.
+
+    The noise is uniform over three quarters of the window in each of u, v and yaw (where
+    the decoder leaves the frames it localized), drawn from (seed, step, micro-batch) so a
+    resumed run draws the same windows.
+    """
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + step * 97 + micro)
+    b = batch["shift_u_m"].shape[0]
+    spread = torch.tensor([config.fine_radius_m, config.fine_radius_m, config.fine_yaw_deg])
+    noise = (torch.rand(b, 3, generator=gen) * 2.0 - 1.0) * 0.75 * spread
+    noise = noise.to(batch["shift_u_m"].device)
+    return (batch["shift_u_m"].float() + noise[:, 0], batch["shift_v_m"].float() + noise[:, 1],
+            batch["yaw_deg"].float() + noise[:, 2])
 
 
 def _check_replicas(net: DenseFlow, info: Any) -> None:

@@ -80,6 +80,17 @@ class ModelConfig:
     # focal length in px, h the camera height), so halving the stride halves how much of the
     # road ahead one BEV cell smears together.
     ground_stride: int = 8
+    # The fine stage (denseflow_ros.model.fine): descriptor channels (0: no fine stage), the
+    # shift window's half-width and the yaw window's half-width and step around the decoder's
+    # pose, the ground-plane range it matches, the local normalisation's Gaussian sigma, and
+    # how many windows it runs, each centred on the last one's peak.
+    fine_channels: int = 0
+    fine_passes: int = 2
+    fine_radius_m: float = 1.6
+    fine_yaw_deg: float = 1.0
+    fine_yaw_step_deg: float = 0.25
+    fine_range_m: float = 25.0
+    fine_sigma_m: float = 1.0
 
     @property
     def stride(self) -> int:
@@ -130,6 +141,16 @@ class ModelConfig:
             raise ValueError("coarse_search_m must be >= 0 and match_temperature > 0")
         if not self.search_view_m >= 0.0:
             raise ValueError("search_view_m must be >= 0")
+        if self.fine_channels < 0 or self.fine_passes < 1:
+            raise ValueError("fine_channels must be >= 0 and fine_passes >= 1")
+        if self.fine_channels and (self.projection != "pinhole" or self.native_turns
+                                   or self.bev_centre_half_cell):
+            raise ValueError("the fine stage needs a pinhole preset in the package layout")
+        if self.fine_channels and not (self.fine_radius_m > 0 and self.fine_yaw_deg >= 0
+                                       and self.fine_yaw_step_deg > 0 and self.fine_range_m > 0
+                                       and self.fine_sigma_m > 0):
+            raise ValueError("the fine stage's radius, yaw step, range and sigma must be "
+                             "positive and its yaw half-width >= 0")
 
 
 PRESETS: dict[str, ModelConfig] = {

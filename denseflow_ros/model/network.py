@@ -25,6 +25,7 @@ from denseflow_ros.model.decoder import (
     convex_upsample,
     upsample_confidence,
 )
+from denseflow_ros.model.fine import FineAligner, FineScores
 from denseflow_ros.model.pose import solve_pose
 from denseflow_ros.model.projection import (
     from_native,
@@ -137,6 +138,7 @@ class DenseFlow(nn.Module):
             confidence_mid=config.confidence_dim,
             stride=config.stride,
         )
+        self.fine = FineAligner(config) if config.fine_channels else None
 
     def forward(
         self,
@@ -147,7 +149,8 @@ class DenseFlow(nn.Module):
         camera_height_m: float | torch.Tensor | None = None,
         camera_to_body: torch.Tensor | None = None,
         features_only: bool = False,
-    ) -> DenseFlowOutput | DenseFlowTrainingOutput | DenseFlowFeatures:
+        fine_start: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+    ) -> DenseFlowOutput | DenseFlowTrainingOutput | DenseFlowFeatures | FineScores:
         """Estimate flow and pose from ground (B,3,H,W) and satellite (B,3,S,S) RGB in [0, 1].
 
         ``intrinsics`` (B, 3, 3) are for the ground tensor's size (unused by the panorama
@@ -157,6 +160,9 @@ class DenseFlow(nn.Module):
         In eval mode runs without gradients and returns :class:`DenseFlowOutput`; in training
         mode returns :class:`DenseFlowTrainingOutput`. ``features_only`` stops after the
         feature encoder and returns :class:`DenseFlowFeatures` (feature-matching warm-up).
+        ``fine_start`` (shift_u_m, shift_v_m, yaw_deg), each (B,), runs the fine stage alone
+        around that pose and returns its :class:`FineScores` (training the fine stage); in
+        eval mode the fine stage, where the network has one, refines the decoder's pose.
         """
         cfg = self.config
         mpp = cfg.satellite_mpp if satellite_mpp is None else satellite_mpp
@@ -166,6 +172,13 @@ class DenseFlow(nn.Module):
         size = satellite.shape[-1]
         if satellite.shape[-2] != size or size % cfg.stride:
             raise ValueError(f"satellite must be square with a side divisible by {cfg.stride}")
+        if camera_to_body is not None and self.fine is not None:
+            raise ValueError("the fine stage needs the camera at the body origin")
+        if fine_start is not None:
+            if self.fine is None:
+                raise ValueError("this network has no fine stage (fine_channels is 0)")
+            with torch.set_grad_enabled(self.training):
+                return self.fine(ground, satellite, intrinsics, mpp, height, *fine_start)
         args = (ground, satellite, intrinsics, mpp, height, camera_to_body, features_only)
         if self.training:
             return self._forward(*args)
@@ -246,6 +259,9 @@ class DenseFlow(nn.Module):
             flows[-1], confs[-1], native_mask, mpp, weighted_centroids=self.weighted_centroids
         )
         su, sv, cov = _turn_pose(su, sv, cov, turns)
+        if self.fine is not None and not self.training:
+            su, sv, yaw = self.fine.refine(ground, satellite, intrinsics, mpp, height, su, sv,
+                                           yaw)
         cov = apply_calibration(cov, self.covariance_calibration)
         full_mask = from_native(native_mask.to(maskf.dtype), turns) > 0.5
         flows = [from_native(f, turns, vector=True) for f in flows]
