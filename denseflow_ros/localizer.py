@@ -98,7 +98,8 @@ class LocalizerSettings:
     """Everything :meth:`Localizer.open` needs; the node's parameters of the same names.
 
     ``datum`` None fixes the map frame at the first prior; ``utm_zone``, ``iterations`` and
-    ``camera_height_m`` 0 take the zone from the datum and the rest from the preset.
+    ``camera_height_m`` 0 take the zone from the datum and the rest from the preset;
+    ``fine_stage`` runs the network's fine stage where it has one.
     """
 
     model_path: str
@@ -112,6 +113,7 @@ class LocalizerSettings:
     datum: Sequence[float] | None = None
     utm_zone: int = 0
     iterations: int = 0
+    fine_stage: bool = True
     camera_height_m: float = 0.0
     mount: CameraMount = CameraMount()
 
@@ -382,6 +384,7 @@ class Localizer:
                   map_frame, settings.mount, device=device, precision=settings.precision,
                   yaw_hypotheses=settings.yaw_hypotheses)
         loc.iterations = settings.iterations
+        loc.fine_stage = settings.fine_stage
         return loc
 
     def close(self) -> None:
@@ -424,10 +427,21 @@ class Localizer:
         """Set the decoder's iterations; 0 restores the preset's."""
         self.model.iterations = int(value) or int(self.model.config.iterations)
 
+    @property
+    def fine_stage(self) -> bool:
+        """Return whether the network runs a fine stage (False when it has none)."""
+        return bool(self.model.config.fine_channels and self.model.run_fine_stage)
+
+    @fine_stage.setter
+    def fine_stage(self, value: bool) -> None:
+        """Switch the network's fine stage on or off (no effect on a network without one)."""
+        self.model.run_fine_stage = bool(value)
+
     def status(self) -> dict[str, str]:
-        """Return the device, precision and decoder iterations, for diagnostics."""
+        """Return the device, precision, decoder iterations and fine stage, for diagnostics."""
         return {"device": str(self.device), "precision": self._precision,
-                "iterations": str(self.iterations)}
+                "iterations": str(self.iterations),
+                "fine_stage": "on" if self.fine_stage else "off"}
 
     # -- network -------------------------------------------------------------------------
     def autocast(self) -> Any:

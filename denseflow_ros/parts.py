@@ -39,10 +39,11 @@ class Model(Protocol):
 
 
 class Network(Model, Protocol):
-    """A model with its preset (``ModelConfig``) and its decoder's iteration count."""
+    """A model with its preset (``ModelConfig``), decoder iterations and fine-stage switch."""
 
     config: Any
     iterations: int
+    run_fine_stage: bool
 
 
 # (preset name, device) -> a network; replaces loading ``model_path`` (tests, benchmarks).

@@ -298,7 +298,8 @@ def test_open_builds_the_pipeline_from_settings(tiles: Path) -> None:
     assert loc.mount == mount and loc.yaw_hypotheses == 7
     assert loc.map_frame.ready and loc.map_frame.utm_zone == 32
     assert loc.iterations == 3 and loc.model.iterations == 3
-    assert loc.status() == {"device": loc.device, "precision": "fp32", "iterations": "3"}
+    assert loc.status() == {"device": loc.device, "precision": "fp32", "iterations": "3",
+                            "fine_stage": "off"}  # the oracle has none
     loc.iterations = 0  # 0 = the preset's
     assert loc.iterations == preset.iterations
     loc.close()
@@ -310,10 +311,16 @@ def test_open_loads_a_checkpoint_and_warns_of_fp16_on_the_cpu(tiles: Path, tmp_p
     from denseflow_ros.model import DenseFlow, save_checkpoint
 
     path = tmp_path / "lite.pt"
-    save_checkpoint(DenseFlow(get_preset("lite")).eval(), path)
-    loc = Localizer.open(_settings(tiles, model_path=str(path), preset="", precision="fp16"))
+    config = get_preset("lite")
+    config.fine_channels = 4
+    save_checkpoint(DenseFlow(config).eval(), path)
+    loc = Localizer.open(_settings(tiles, model_path=str(path), preset="", precision="fp16",
+                                   fine_stage=False))
     assert isinstance(loc.model, DenseFlow) and loc.runs_fp32_for_fp16
     assert loc.iterations == get_preset("lite").iterations and not loc.map_frame.ready
+    assert not loc.fine_stage and not loc.model.run_fine_stage
+    loc.fine_stage = True
+    assert loc.model.run_fine_stage and loc.status()["fine_stage"] == "on"
     loc.close()
 
 

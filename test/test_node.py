@@ -248,8 +248,8 @@ def test_runtime_parameters_apply_and_ranges_are_enforced(
         _expect_rejected(client, "low_confidence")
         assert len(client.poses) == 1
         results = client.set_parameters(NODE, min_confidence=0.0, iterations=2,
-                                        precision="bf16")
-        assert [r.successful for r in results] == [True] * 3
+                                        precision="bf16", fine_stage=False)
+        assert [r.successful for r in results] == [True] * 4
         _frame(client, 12.0)
         _expect_pose(client, 2)
 
@@ -279,6 +279,8 @@ def test_runtime_parameters_apply_and_ranges_are_enforced(
         assert (debug[0].width, debug[0].height, debug[0].encoding) == (crop, crop, "rgb8")
         assert (debug[0].header.stamp.sec, debug[0].header.stamp.nanosec) == (13, 0)
         assert client.diag()["iterations"] == "2"
+        # The test network has no fine stage: the switch reads off either way.
+        assert client.diag()["fine_stage"] == "off"
     finally:
         stop(proc)
         client.close()

@@ -127,6 +127,7 @@ class Oracle:
         self.faults = faults or {}
         self.config = get_preset(preset)
         self.iterations = self.config.iterations
+        self.run_fine_stage = True
 
     @classmethod
     def load(cls, path: str, preset: str, faults_path: str | None = None) -> Oracle:

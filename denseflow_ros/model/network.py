@@ -139,6 +139,9 @@ class DenseFlow(nn.Module):
             stride=config.stride,
         )
         self.fine = FineAligner(config) if config.fine_channels else None
+        # Whether eval forwards run the fine stage (where the network has one); changeable at
+        # run time: off returns the decoder's pose, sooner.
+        self.run_fine_stage = True
 
     def forward(
         self,
@@ -259,7 +262,7 @@ class DenseFlow(nn.Module):
             flows[-1], confs[-1], native_mask, mpp, weighted_centroids=self.weighted_centroids
         )
         su, sv, cov = _turn_pose(su, sv, cov, turns)
-        if self.fine is not None and not self.training:
+        if self.fine is not None and self.run_fine_stage and not self.training:
             su, sv, yaw = self.fine.refine(ground, satellite, intrinsics, mpp, height, su, sv,
                                            yaw)
         cov = apply_calibration(cov, self.covariance_calibration)

@@ -133,6 +133,8 @@ class LocalizerNode(LifecycleNode):
                 loc.precision = str(new["precision"])
             if "iterations" in new:
                 loc.iterations = int(new["iterations"])
+            if "fine_stage" in new:
+                loc.fine_stage = bool(new["fine_stage"])
         return SetParametersResult(successful=True)
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -182,7 +184,7 @@ class LocalizerNode(LifecycleNode):
             map_projection=str(self._p("map_projection")),
             yaw_hypotheses=int(self._p("yaw_hypotheses")),
             datum=None if datum == [0.0, 0.0] else datum, utm_zone=int(self._p("utm_zone")),
-            iterations=int(self._p("iterations")),
+            iterations=int(self._p("iterations")), fine_stage=bool(self._p("fine_stage")),
             camera_height_m=float(self._p("camera_height_m")),
             mount=CameraMount(
                 camera_x_m=float(self._p("camera_x_m")), camera_y_m=float(self._p("camera_y_m")),

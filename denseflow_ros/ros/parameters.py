@@ -76,6 +76,8 @@ SPECS: dict[str, Spec] = {
     "precision": Spec("fp32", "inference precision: fp32, fp16 or bf16 (autocast)",
                       choices=PRECISIONS, runtime=True),
     "iterations": Spec(0, "flow decoder iterations; 0 = the preset's", 0, 64, runtime=True),
+    "fine_stage": Spec(True, "run the network's fine stage where it has one (lite networks); "
+                             "off: the decoder's pose, sooner", runtime=True),
     "min_confidence": Spec(_TH.min_confidence, "reject estimates whose mean confidence is "
                                                "lower", 0.0, 1.0, runtime=True),
     "min_coverage": Spec(_TH.min_coverage, "reject frames whose crop the tile cache covers "
