@@ -292,14 +292,7 @@ def fine_loss(scores: FineScores, true_u_m: torch.Tensor, true_v_m: torch.Tensor
     """
     logits = scores.logits.float()
     b, n_k, n_v, n_u = logits.shape
-    yaws = scores.yaw_deg.float()
-    step = (yaws[:, 1] - yaws[:, 0]) if n_k > 1 else torch.ones_like(yaws[:, 0])
-    mpp = scores.mpp.float()
-    coords = [
-        ((true_yaw_deg.float() - yaws[:, 0]) / step, n_k),
-        (true_v_m.float() / mpp - scores.origin_px[:, 1] + scores.radius, n_v),
-        (true_u_m.float() / mpp - scores.origin_px[:, 0] + scores.radius, n_u),
-    ]
+    coords = zip(scores.index_of(true_u_m, true_v_m, true_yaw_deg), (n_k, n_v, n_u))
     logp = torch.log_softmax(logits.reshape(b, -1), 1).reshape(b, n_k, n_v, n_u)
     bi = torch.arange(b, device=logits.device)
     lows, fracs = [], []

@@ -28,6 +28,7 @@ from torch import nn
 
 from denseflow_ros.model.config import ModelConfig
 from denseflow_ros.model.projection import pinhole_uv, sample_bev
+from denseflow_ros.model.search import parabola_offset
 
 
 def blur(x: torch.Tensor, sigma_px: float) -> torch.Tensor:
@@ -56,16 +57,6 @@ def local_normalise(x: torch.Tensor, mask: torch.Tensor, sigma_px: float) -> tor
     mean = blur(x * m, sigma_px) / weight
     var = blur((x - mean) ** 2 * m, sigma_px) / weight
     return (x - mean) / torch.sqrt(var + 1e-4) * m
-
-
-def parabola_offset(lo: torch.Tensor, mid: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
-    """Return the vertex of the parabola through (-1, lo), (0, mid), (1, hi), in [-0.5, 0.5].
-
-    Zero where the three values do not bend down (no interior maximum).
-    """
-    den = lo - 2 * mid + hi
-    off = torch.where(den < 0, 0.5 * (lo - hi) / den, torch.zeros_like(den))
-    return off.clamp(-0.5, 0.5)
 
 
 def subcell_peak(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
@@ -210,12 +201,24 @@ class FineScores:
     mpp: torch.Tensor
     radius: int
 
+    def yaw_step_deg(self) -> torch.Tensor:
+        """Return the (B,) yaw between neighbouring slices (1 for a single slice)."""
+        if self.yaw_deg.shape[1] > 1:
+            return self.yaw_deg[:, 1] - self.yaw_deg[:, 0]
+        return torch.ones_like(self.yaw_deg[:, 0])
+
+    def index_of(self, shift_u_m: torch.Tensor, shift_v_m: torch.Tensor, yaw_deg: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Return a pose's (k, v, u) as float indices into ``logits`` (the inverse of pose)."""
+        k = (yaw_deg.float() - self.yaw_deg[:, 0]) / self.yaw_step_deg()
+        v = shift_v_m.float() / self.mpp - self.origin_px[:, 1] + self.radius
+        u = shift_u_m.float() / self.mpp - self.origin_px[:, 0] + self.radius
+        return k, v, u
+
     def pose(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Return the peak (shift_u_m, shift_v_m, yaw_deg), refined to sub-step."""
         k, v, u, _ = subcell_peak(self.logits.detach())
-        step = self.yaw_deg[:, 1] - self.yaw_deg[:, 0] if self.yaw_deg.shape[1] > 1 \
-            else torch.zeros_like(k)
-        yaw = self.yaw_deg[:, 0] + k * step
+        yaw = self.yaw_deg[:, 0] + k * self.yaw_step_deg()
         su = (self.origin_px[:, 0] + u - self.radius) * self.mpp
         sv = (self.origin_px[:, 1] + v - self.radius) * self.mpp
         return su, sv, yaw

@@ -116,6 +116,16 @@ def search_setup(config: ModelConfig, mask: torch.Tensor, cell_m: float
     return reach, mask & near
 
 
+def parabola_offset(lo: torch.Tensor, mid: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """Return the vertex of the parabola through (-1, lo), (0, mid), (1, hi), in [-0.5, 0.5].
+
+    Zero where the three values do not bend down (no interior maximum).
+    """
+    den = lo - 2 * mid + hi
+    off = torch.where(den < 0, 0.5 * (lo - hi) / den, torch.zeros_like(den))
+    return off.clamp(-0.5, 0.5)
+
+
 def _peak_offset(score: torch.Tensor, bi: torch.Tensor, bj: torch.Tensor,
                  along_rows: bool) -> torch.Tensor:
     # Sub-cell peak: the vertex of the parabola through the best score and its two neighbours
@@ -128,7 +138,6 @@ def _peak_offset(score: torch.Tensor, bi: torch.Tensor, bj: torch.Tensor,
         s0, sm, sp = score[batch, bi, bj], score[batch, lo, bj], score[batch, hi, bj]
     else:
         s0, sm, sp = score[batch, bi, bj], score[batch, bi, lo], score[batch, bi, hi]
-    curvature = sm - 2.0 * s0 + sp
-    edge = (centre == 0) | (centre == k - 1) | (curvature >= 0)
-    off = 0.5 * (sm - sp) / torch.where(edge, torch.ones_like(curvature), curvature)
-    return torch.where(edge, torch.zeros_like(off), off.clamp(-0.5, 0.5))
+    edge = (centre == 0) | (centre == k - 1)
+    off = parabola_offset(sm, s0, sp)
+    return torch.where(edge, torch.zeros_like(off), off)
